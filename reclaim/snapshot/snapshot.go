@@ -1,0 +1,191 @@
+// Package snapshot holds the read-only, platform-neutral view of the machine
+// that every later stage works from: processes, their PTY fds, the PTYs' idle
+// times, and the pipe facts needed to prove a child is stuck.
+//
+// The platform readers (Linux /proc, macOS libproc) fill it; classification,
+// planning and reporting read it and never touch the system themselves.
+package snapshot
+
+import (
+	"context"
+	"time"
+)
+
+// Source takes a snapshot of the machine. Implementations are per platform.
+type Source interface {
+	Take(ctx context.Context, opts Options) (*Snapshot, error)
+}
+
+// Options narrows what a snapshot reads.
+type Options struct {
+	// PIDs, when not empty, limits fd scanning to these processes. Every
+	// process is still listed (controlling terminals and pipe writers of
+	// other processes decide liveness and stuckness).
+	PIDs []int
+	// OrphanMinAge skips the blocked-read probes of processes younger than
+	// this: they cannot be reported as orphans anyway.
+	OrphanMinAge time.Duration
+}
+
+// Snapshot is one consistent-enough reading of the machine. Processes and fds
+// come and go while it is taken; anything that vanished mid-read is absent.
+type Snapshot struct {
+	Taken time.Time
+	Pool  Pool
+	// Self is the pid of the process that took the snapshot.
+	Self int
+	// Processes, sorted by pid.
+	Processes []*Process
+	// PTYs holds what is known about each PTY that some fd refers to.
+	PTYs map[PTYID]*PTY
+	// PipeWriters maps a pipe (by inode) to the pids holding an fd with write
+	// access to it. Only pipes some process is blocked reading are filled in.
+	PipeWriters map[uint64][]int
+	// Unreadable counts processes whose fds could not be read (permissions).
+	Unreadable int
+	// Notes are platform remarks a person should see (for example
+	// "not root: other users' processes are not visible").
+	Notes []string
+}
+
+// Pool is the system-wide PTY pool.
+type Pool struct {
+	InUse int `json:"in_use"`
+	Limit int `json:"limit"`
+}
+
+// PTYID names one PTY: the devpts instance it belongs to and its index.
+// Instance is the st_dev of the devpts mount on Linux (a container has its own)
+// and 0 on macOS, which has a single pool.
+type PTYID struct {
+	Instance uint64
+	Index    int
+}
+
+// AnyInstance as a PTYID.Instance means "this index in an unknown instance".
+// It is used for controlling terminals whose instance could not be resolved,
+// and matches every instance, so that doubt always errs towards "live".
+const AnyInstance uint64 = 0
+
+// Matches reports whether id names p, treating AnyInstance as a wildcard.
+func (id PTYID) Matches(p PTYID) bool {
+	if id.Index != p.Index {
+		return false
+	}
+	return id.Instance == AnyInstance || p.Instance == AnyInstance || id.Instance == p.Instance
+}
+
+// PTY is what the snapshot knows about one PTY beyond its fds.
+type PTY struct {
+	ID PTYID
+	// LastIO is the newest of the slave node's atime and mtime: the last read
+	// or write on the slave side (8 s granularity on Linux, 1 s on macOS).
+	// Zero when unknown, which counts as "recent".
+	LastIO time.Time
+	// Name is how a person knows it: "pts/3" on Linux, "ttys003" on macOS.
+	Name string
+}
+
+// Side is which end of a PTY an fd holds.
+type Side int
+
+// The two ends of a PTY.
+const (
+	Master Side = iota + 1
+	Slave
+)
+
+func (s Side) String() string {
+	switch s {
+	case Master:
+		return "master"
+	case Slave:
+		return "slave"
+	}
+	return "unknown"
+}
+
+// PTYFD is one fd of a process that refers to a PTY.
+type PTYFD struct {
+	FD   int
+	Side Side
+	PTY  PTYID
+	// Proven is true when the PTY identity was established exactly (Linux:
+	// TIOCGPTPEER on a copy of the master, or fstat of the slave). False means
+	// the instance was inferred, so the fd must not be acted upon.
+	Proven bool
+	// HungUp marks a slave whose master is already closed (Linux
+	// "/dev/pts/N (deleted)"). It still pins the PTY.
+	HungUp bool
+	// Watched is true when the holder still has the fd registered in one of
+	// its epoll (Linux) or kqueue (macOS) sets, confirmed exactly.
+	Watched bool
+}
+
+// BlockedRead says a single-threaded process is blocked in read() on a pipe.
+type BlockedRead struct {
+	FD   int
+	Pipe uint64 // pipe inode
+	// SignalHandlers is true when a signal the process catches is not
+	// blocked: a handler could then run and write to the pipe (the self-pipe
+	// pattern), so the read is not proven to be stuck.
+	SignalHandlers bool
+}
+
+// Process is one process and the facts about it that matter here.
+type Process struct {
+	PID  int
+	PPID int
+	SID  int
+	// StartTime identifies the process together with PID (pids are reused).
+	// Linux: clock ticks since boot (stat field 22); macOS: microseconds
+	// since the epoch.
+	StartTime uint64
+	// Started is StartTime as wall-clock time, for ages.
+	Started time.Time
+	UID     int
+	Comm    string
+	Exe     string
+	State   string
+	Threads int
+	// CTTY is the controlling terminal when it is a PTY slave.
+	CTTY *PTYID
+	// Kernel is true for kernel threads.
+	Kernel bool
+	// TracerPID is the pid of a process tracing this one, 0 if none.
+	TracerPID int
+	// Seccomp is the seccomp mode: 0 none, 1 strict, 2 filter.
+	Seccomp int
+	// PTYFDs are the fds referring to PTYs, sorted by fd.
+	PTYFDs []PTYFD
+	// Blocked is set when the process is blocked reading a pipe.
+	Blocked *BlockedRead
+	// Unreadable is true when the process's fds could not be read.
+	Unreadable bool
+}
+
+// Key is a process identity that survives pid reuse.
+type Key struct {
+	PID       int
+	StartTime uint64
+}
+
+// Key returns the identity of p.
+func (p *Process) Key() Key { return Key{PID: p.PID, StartTime: p.StartTime} }
+
+// Process returns the process with the given pid, or nil.
+func (s *Snapshot) Process(pid int) *Process {
+	lo, hi := 0, len(s.Processes)
+	for lo < hi {
+		m := (lo + hi) / 2
+		switch p := s.Processes[m]; {
+		case p.PID == pid:
+			return p
+		case p.PID < pid:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return nil
+}
