@@ -1,0 +1,388 @@
+// Package procfs reads the Linux view of processes, PTYs and pipes from /proc
+// and turns it into a snapshot.Snapshot.
+//
+// The parsers in this file are pure functions over the bytes of one /proc
+// file, with no build tags, so they are table-tested and fuzzed on fixtures.
+package procfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Stat is what we use of /proc/PID/stat.
+type Stat struct {
+	PID       int
+	Comm      string
+	State     byte
+	PPID      int
+	PGRP      int
+	Session   int
+	TTYNr     uint32
+	Flags     uint32
+	Threads   int
+	StartTime uint64 // clock ticks after boot
+}
+
+// pfKthread is PF_KTHREAD from include/linux/sched.h.
+const pfKthread = 0x00200000
+
+// Kernel reports whether the process is a kernel thread.
+func (s Stat) Kernel() bool { return s.Flags&pfKthread != 0 }
+
+var errShort = errors.New("too few fields")
+
+// ParseStat parses /proc/PID/stat. comm may hold spaces and parentheses, so
+// it is whatever lies between the first '(' and the last ')'.
+func ParseStat(b []byte) (Stat, error) {
+	var s Stat
+	open := bytes.IndexByte(b, '(')
+	closing := bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return s, errors.New("stat: no comm")
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
+	if err != nil {
+		return s, fmt.Errorf("stat: pid: %w", err)
+	}
+	s.PID = pid
+	s.Comm = string(b[open+1 : closing])
+	// Fields after comm, numbered from 3 (state) as in proc(5).
+	f := bytes.Fields(b[closing+1:])
+	field := func(n int) []byte { return f[n-3] }
+	if len(f) < 22-2 {
+		return s, fmt.Errorf("stat: %w", errShort)
+	}
+	if len(field(3)) != 1 {
+		return s, errors.New("stat: bad state")
+	}
+	s.State = field(3)[0]
+	ints := []struct {
+		n   int
+		dst *int
+	}{{4, &s.PPID}, {5, &s.PGRP}, {6, &s.Session}, {20, &s.Threads}}
+	for _, x := range ints {
+		v, err := strconv.Atoi(string(field(x.n)))
+		if err != nil {
+			return s, fmt.Errorf("stat: field %d: %w", x.n, err)
+		}
+		*x.dst = v
+	}
+	// tty_nr is printed as a signed int; flags as unsigned.
+	tty, err := strconv.ParseInt(string(field(7)), 10, 64)
+	if err != nil {
+		return s, fmt.Errorf("stat: tty_nr: %w", err)
+	}
+	s.TTYNr = uint32(tty)
+	flags, err := strconv.ParseUint(string(field(9)), 10, 32)
+	if err != nil {
+		return s, fmt.Errorf("stat: flags: %w", err)
+	}
+	s.Flags = uint32(flags)
+	if s.StartTime, err = strconv.ParseUint(string(field(22)), 10, 64); err != nil {
+		return s, fmt.Errorf("stat: starttime: %w", err)
+	}
+	return s, nil
+}
+
+// TTYDevice decodes stat's tty_nr into major and minor numbers.
+func TTYDevice(ttyNr uint32) (major, minor uint32) {
+	major = (ttyNr >> 8) & 0xfff
+	minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00)
+	return major, minor
+}
+
+// Unix98 PTY slave majors (Documentation/admin-guide/devices.txt).
+const (
+	ptySlaveMajorFirst = 136
+	ptySlaveMajorLast  = 143
+	ptmxMajor          = 5
+	ptmxMinor          = 2
+)
+
+// SlaveIndex returns the PTY index of a slave device, or false when the
+// device is not a Unix98 PTY slave. Current kernels give every slave major
+// 136 with a 20-bit minor; the 137..143 majors are kept for old numbering.
+func SlaveIndex(major, minor uint32) (int, bool) {
+	if major < ptySlaveMajorFirst || major > ptySlaveMajorLast {
+		return 0, false
+	}
+	return int((major-ptySlaveMajorFirst)<<8 + minor), true
+}
+
+// IsPTMX reports whether a device number is the PTY multiplexer (a master).
+func IsPTMX(major, minor uint32) bool { return major == ptmxMajor && minor == ptmxMinor }
+
+// Status is what we use of /proc/PID/status.
+type Status struct {
+	UID       int // real uid
+	TracerPID int
+	Seccomp   int
+	SigBlk    uint64
+	SigCgt    uint64
+	Threads   int
+}
+
+// ParseStatus parses /proc/PID/status. Missing optional lines keep zero
+// values; a malformed line we rely on is an error.
+func ParseStatus(b []byte) (Status, error) {
+	var s Status
+	sawUID := false
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		key, val, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		val = bytes.TrimSpace(val)
+		var err error
+		switch string(key) {
+		case "Uid":
+			f := bytes.Fields(val)
+			if len(f) == 0 {
+				return s, errors.New("status: empty Uid")
+			}
+			s.UID, err = strconv.Atoi(string(f[0]))
+			sawUID = true
+		case "TracerPid":
+			s.TracerPID, err = strconv.Atoi(string(val))
+		case "Seccomp":
+			s.Seccomp, err = strconv.Atoi(string(val))
+		case "Threads":
+			s.Threads, err = strconv.Atoi(string(val))
+		case "SigBlk":
+			s.SigBlk, err = strconv.ParseUint(string(val), 16, 64)
+		case "SigCgt":
+			s.SigCgt, err = strconv.ParseUint(string(val), 16, 64)
+		}
+		if err != nil {
+			return s, fmt.Errorf("status: %s: %w", key, err)
+		}
+	}
+	if !sawUID {
+		return s, errors.New("status: no Uid line")
+	}
+	return s, nil
+}
+
+// EpollEntry is one registration listed in an epoll fd's fdinfo.
+type EpollEntry struct {
+	TFD    int
+	Events uint32
+	Ino    uint64
+}
+
+// FDInfo is what we use of /proc/PID/fdinfo/N.
+type FDInfo struct {
+	Flags uint32 // octal in the file
+	MntID int
+	// TTYIndex is the PTY index of a master (-1 when the line is absent).
+	TTYIndex int
+	Epoll    []EpollEntry
+}
+
+// Access modes of FDInfo.Flags.
+const (
+	accModeMask = 03
+	oWronly     = 01
+	oRdwr       = 02
+	oCloexec    = 02000000
+)
+
+// Writable reports whether the fd was opened with write access.
+func (f FDInfo) Writable() bool {
+	m := f.Flags & accModeMask
+	return m == oWronly || m == oRdwr
+}
+
+// Readable reports whether the fd was opened with read access.
+func (f FDInfo) Readable() bool { return f.Flags&accModeMask != oWronly }
+
+// CloseOnExec reports the fd's close-on-exec bit.
+func (f FDInfo) CloseOnExec() bool { return f.Flags&oCloexec != 0 }
+
+// ParseFDInfo parses /proc/PID/fdinfo/N, including the tty-index line of a
+// PTY master and the tfd lines of an epoll fd.
+func ParseFDInfo(b []byte) (FDInfo, error) {
+	fi := FDInfo{TTYIndex: -1}
+	sawFlags := false
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		key, val, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		val = bytes.TrimSpace(val)
+		var err error
+		switch string(key) {
+		case "flags":
+			var v uint64
+			v, err = strconv.ParseUint(string(val), 8, 32)
+			fi.Flags = uint32(v)
+			sawFlags = true
+		case "mnt_id":
+			fi.MntID, err = strconv.Atoi(string(val))
+		case "tty-index":
+			fi.TTYIndex, err = strconv.Atoi(string(val))
+			if err == nil && fi.TTYIndex < 0 {
+				err = errors.New("negative")
+			}
+		case "tfd":
+			var e EpollEntry
+			e, err = parseEpollEntry(val)
+			fi.Epoll = append(fi.Epoll, e)
+		}
+		if err != nil {
+			return fi, fmt.Errorf("fdinfo: %s: %w", key, err)
+		}
+	}
+	if !sawFlags {
+		return fi, errors.New("fdinfo: no flags line")
+	}
+	return fi, nil
+}
+
+// parseEpollEntry parses the rest of a line
+// "tfd:        5 events:       19 data:  5  pos:0 ino:3 sdev:d".
+func parseEpollEntry(rest []byte) (EpollEntry, error) {
+	var e EpollEntry
+	f := bytes.Fields(rest)
+	if len(f) == 0 {
+		return e, errShort
+	}
+	tfd, err := strconv.Atoi(string(f[0]))
+	if err != nil || tfd < 0 {
+		return e, fmt.Errorf("bad tfd %q", f[0])
+	}
+	e.TFD = tfd
+	for i := 1; i < len(f); i++ {
+		k := string(f[i])
+		var v string
+		if name, val, ok := strings.Cut(k, ":"); ok && val != "" {
+			k, v = name+":", val // "ino:3" style
+		} else if i+1 < len(f) {
+			v = string(f[i+1]) // "events: 19" style
+			i++
+		}
+		switch k {
+		case "events:":
+			x, err := strconv.ParseUint(v, 16, 32)
+			if err != nil {
+				return e, fmt.Errorf("bad events %q", v)
+			}
+			e.Events = uint32(x)
+		case "ino:":
+			x, err := strconv.ParseUint(v, 16, 64)
+			if err != nil {
+				return e, fmt.Errorf("bad ino %q", v)
+			}
+			e.Ino = x
+		}
+	}
+	return e, nil
+}
+
+// Syscall is the parsed /proc/PID/syscall (or task/TID/syscall).
+type Syscall struct {
+	Running bool // on a CPU: nothing more is known
+	InUser  bool // not in a syscall ("-1 sp pc")
+	Nr      int
+	Args    [6]uint64
+}
+
+// ParseSyscall parses "nr a0 a1 a2 a3 a4 a5 sp pc", "-1 sp pc" or "running".
+func ParseSyscall(b []byte) (Syscall, error) {
+	var s Syscall
+	f := bytes.Fields(b)
+	if len(f) == 0 {
+		return s, errors.New("syscall: empty")
+	}
+	if string(f[0]) == "running" {
+		s.Running = true
+		return s, nil
+	}
+	nr, err := strconv.Atoi(string(f[0]))
+	if err != nil {
+		return s, fmt.Errorf("syscall: nr: %w", err)
+	}
+	if nr < 0 {
+		s.InUser = true
+		s.Nr = nr
+		return s, nil
+	}
+	if len(f) < 7 {
+		return s, fmt.Errorf("syscall: %w", errShort)
+	}
+	s.Nr = nr
+	for i := range s.Args {
+		v := strings.TrimPrefix(string(f[i+1]), "0x")
+		if s.Args[i], err = strconv.ParseUint(v, 16, 64); err != nil {
+			return s, fmt.Errorf("syscall: arg %d: %w", i, err)
+		}
+	}
+	return s, nil
+}
+
+// LinkKind is what an fd's /proc/PID/fd/N link says it is.
+type LinkKind int
+
+// Kinds of fd link that matter here.
+const (
+	LinkOther   LinkKind = iota
+	LinkPTMX             // "/dev/ptmx", "/dev/pts/ptmx": maybe a master (confirm by device)
+	LinkNumeric          // ".../N" or ".../N (deleted)": maybe a slave (confirm by device)
+	LinkPipe             // "pipe:[INODE]"
+	LinkEpoll            // "anon_inode:[eventpoll]"
+)
+
+// Link classifies an fd link. The path forms are only hints, because a
+// devpts mounted elsewhere (a container's) shows other paths; the device
+// number read afterwards decides. For pipes it returns the inode.
+func Link(l []byte) (kind LinkKind, pipeIno uint64, deleted bool) {
+	switch {
+	case bytes.HasPrefix(l, []byte("pipe:[")) && bytes.HasSuffix(l, []byte("]")):
+		ino, err := strconv.ParseUint(string(l[len("pipe:["):len(l)-1]), 10, 64)
+		if err != nil {
+			return LinkOther, 0, false
+		}
+		return LinkPipe, ino, false
+	case bytes.Equal(l, []byte("anon_inode:[eventpoll]")):
+		return LinkEpoll, 0, false
+	case len(l) == 0 || l[0] != '/':
+		return LinkOther, 0, false
+	}
+	deleted = bytes.HasSuffix(l, []byte(" (deleted)"))
+	if deleted {
+		l = l[:len(l)-len(" (deleted)")]
+	}
+	base := l[bytes.LastIndexByte(l, '/')+1:]
+	if string(base) == "ptmx" {
+		return LinkPTMX, 0, deleted
+	}
+	if len(base) == 0 || len(base) > 7 {
+		return LinkOther, 0, false
+	}
+	for _, c := range base {
+		if c < '0' || c > '9' {
+			return LinkOther, 0, false
+		}
+	}
+	return LinkNumeric, 0, deleted
+}
+
+// isReadSyscall reports whether nr is read(2) or readv(2) on arch, the calls
+// a child waiting for its parent's "go" byte blocks in.
+func isReadSyscall(arch string, nr int) bool {
+	switch arch {
+	case "amd64":
+		return nr == 0 || nr == 19
+	case "arm64":
+		return nr == 63 || nr == 65
+	}
+	return false
+}
