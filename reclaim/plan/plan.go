@@ -1,0 +1,208 @@
+// Package plan turns findings into verdicts: the built-in protections first,
+// then what the command line names, then the policy's rules. It is
+// platform-neutral and changes nothing.
+package plan
+
+import (
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Verdict is what will be done with a finding.
+type Verdict string
+
+// Verdicts of cli.md.
+const (
+	Reclaim Verdict = "reclaim"
+	Kill    Verdict = "kill"
+	Skip    Verdict = "skip"
+)
+
+// Item is a finding with its verdict.
+type Item struct {
+	classify.Finding
+	Verdict Verdict
+	// Reason says why it is a leak (reclaim, kill) or why it is skipped.
+	Reason string
+	// Method is how a reclaim is done: policy.MethodDevNull or MethodClose.
+	Method string
+}
+
+// Options say who asked for what.
+type Options struct {
+	// Policy is the policy in force; policy.Default() when there is no file.
+	Policy *policy.Policy
+	// Select, when set, holds the processes named on the command line: they
+	// are acted on even when not allowlisted, though deny rules and the
+	// built-in protections still win. Nil lets the policy's allow rules
+	// decide.
+	Select func(p *snapshot.Process) bool
+	// Orphans lets orphan children get the kill verdict.
+	Orphans bool
+	// Method overrides the policy's default method when not empty.
+	Method string
+	// Self is our own pid.
+	Self int
+}
+
+// TerminalServers hold PTYs on purpose; their PTYs are never reclaimed,
+// whatever a policy says. Globs on the comm or executable base name.
+var TerminalServers = []string{
+	"sshd", "sshd-session", "sshd:*", "login", "getty", "agetty", "mingetty",
+	"tmux", "tmux:*", "screen", "SCREEN", "systemd", "systemd-*", "init",
+	"dropbear", "mosh-server", "script", "expect", "conmon", "containerd-shim*",
+	"runc", "crun", "docker-init", "tini", "ptyreclaim",
+}
+
+// Plan gives every finding a verdict, in order.
+func Plan(findings []classify.Finding, o Options) []Item {
+	method := o.Method
+	if method == "" {
+		method = o.Policy.Defaults.Method
+	}
+	perProcess := map[int]int{}
+	items := make([]Item, 0, len(findings))
+	for _, f := range findings {
+		it := Item{Finding: f, Verdict: Skip}
+		it.Reason = decide(f, o)
+		if it.Reason == "" {
+			it.Verdict, it.Reason = Reclaim, f.Evidence
+			if f.Kind == classify.KindOrphan {
+				it.Verdict = Kill
+			} else {
+				it.Method = method
+			}
+			if perProcess[f.Process.PID] >= o.Policy.Defaults.MaxPerRun {
+				it.Verdict, it.Method = Skip, ""
+				it.Reason = fmt.Sprintf("the cap of %d actions per process per run is reached", o.Policy.Defaults.MaxPerRun)
+			} else {
+				perProcess[f.Process.PID]++
+			}
+		}
+		items = append(items, it)
+	}
+	return items
+}
+
+// decide returns why f must be skipped, or "" when it may be acted on.
+func decide(f classify.Finding, o Options) string {
+	p := f.Process
+	if r := Protected(p, o.Self); r != "" {
+		return r
+	}
+	if f.State == classify.Live {
+		return "live: " + f.Evidence
+	}
+	if f.Kind == classify.KindPTY {
+		if !f.Proven {
+			return "which PTY this fd is could not be proven (run as root)"
+		}
+		if f.Watched && o.Policy.Defaults.Watched != policy.WatchedReclaim {
+			return "still registered in the holder's epoll set: its event loop may use it again (policy watched: skip)"
+		}
+		if p.Seccomp == 1 {
+			return "runs in strict seccomp: any injected call would kill it"
+		}
+	}
+	d := o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID})
+	if d.Denied {
+		return "denied by " + policySource(o.Policy) + " rule " + d.Rule
+	}
+	if f.Kind == classify.KindOrphan && !o.Orphans {
+		return "orphan children are ended only when asked (release --orphans, or a policy with orphans: kill)"
+	}
+	if o.Select != nil {
+		if o.Select(p) {
+			return ""
+		}
+		if f.Kind == classify.KindOrphan && o.Select(&snapshot.Process{PID: p.PPID}) {
+			return "" // an orphan child of a named process
+		}
+		return "not named on the command line"
+	}
+	if !d.Allowed {
+		return "not allowlisted by " + policySource(o.Policy)
+	}
+	if f.Kind == classify.KindOrphan && d.Orphans != policy.OrphansKill {
+		return policySource(o.Policy) + " rule " + d.Rule + " says orphans: report"
+	}
+	if f.Kind == classify.KindPTY && d.PTYs != policy.PTYsReclaim {
+		return policySource(o.Policy) + " rule " + d.Rule + " says ptys: report"
+	}
+	return ""
+}
+
+func policySource(p *policy.Policy) string {
+	if p.Source == "" || p.Source == policy.BuiltinSource {
+		return "the built-in policy"
+	}
+	return "policy " + p.Source
+}
+
+// Protected returns why a process may never be touched, or "".
+func Protected(p *snapshot.Process, self int) string {
+	switch {
+	case p.PID == 1:
+		return "pid 1 is never touched"
+	case p.Kernel:
+		return "kernel thread"
+	case p.PID == self:
+		return "ptyreclaim itself"
+	case p.TracerPID != 0:
+		return fmt.Sprintf("traced by pid %d (a debugger?): not touched while someone else traces it", p.TracerPID)
+	}
+	if name := TerminalServer(p); name != "" {
+		return fmt.Sprintf("%s is a terminal server and holds PTYs on purpose", name)
+	}
+	return ""
+}
+
+// TerminalServer returns the name under which p counts as a terminal
+// server, or "".
+func TerminalServer(p *snapshot.Process) string {
+	names := []string{p.Comm}
+	if p.Exe != "" {
+		names = append(names, path.Base(p.Exe))
+	}
+	for _, pat := range TerminalServers {
+		for _, n := range names {
+			if ok, _ := path.Match(pat, n); ok {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
+// MinIdle returns the idle bar per holder: the flag when set, else the
+// policy default; the pressure bar when the pool is at or above critical;
+// zero for a holder of at least holders.reclaim_at PTYs.
+func MinIdle(s *snapshot.Snapshot, pol *policy.Policy, flag *time.Duration) func(*snapshot.Process) time.Duration {
+	base := pol.Defaults.MinIdle
+	if flag != nil {
+		base = *flag
+	}
+	if pol.Level(s.Pool.InUse, s.Pool.Limit) == "critical" && pol.Pressure.MinIdle < base {
+		base = pol.Pressure.MinIdle
+	}
+	return func(p *snapshot.Process) time.Duration {
+		if pol.Holders.ReclaimAt > 0 && HeldPTYs(p) >= pol.Holders.ReclaimAt {
+			return 0
+		}
+		return base
+	}
+}
+
+// HeldPTYs counts the distinct PTYs a process holds an fd on.
+func HeldPTYs(p *snapshot.Process) int {
+	seen := map[snapshot.PTYID]bool{}
+	for _, f := range p.PTYFDs {
+		seen[f.PTY] = true
+	}
+	return len(seen)
+}
