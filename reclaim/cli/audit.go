@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// AuditOptions are the flags of `ptyreclaim audit`.
+type AuditOptions struct {
+	JSON        bool
+	All         bool
+	PIDs        []int
+	MinIdle     time.Duration
+	MinIdleSet  bool
+	PolicyPath  string
+	FailOnLeaks bool
+}
+
+func newAuditCmd(env *Env) *cobra.Command {
+	o := &AuditOptions{}
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Dry run: list leak candidates with evidence and the verdict policy would give",
+		Long: `audit lists every leaked PTY fd (unattached masters, hung-up slaves) and every
+orphan child stuck forever in read(), with the evidence and the verdict the
+policy would give. It changes nothing.
+
+Without a policy file every unprotected leak gets the verdict release would
+apply if you named its process; with one, its allow rules decide.`,
+		Example: `  sudo ptyreclaim audit
+  sudo ptyreclaim audit --pid 6650 --min-idle 0s --json
+  sudo ptyreclaim audit --fail-on-leaks || echo "leaks found"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.MinIdleSet = cmd.Flags().Changed("min-idle")
+			return RunAudit(cmd.Context(), env, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.BoolVar(&o.All, "all", false, "list live PTYs too")
+	f.IntSliceVar(&o.PIDs, "pid", nil, "only these processes (and their orphan children); repeatable")
+	f.DurationVar(&o.MinIdle, "min-idle", defaultMinIdle, "a PTY with I/O more recent than this is live; also the minimum age of an orphan")
+	f.StringVar(&o.PolicyPath, "policy", "", "policy file (default: the installed one, if any)")
+	f.BoolVar(&o.FailOnLeaks, "fail-on-leaks", false, "exit with code 3 when a leak candidate is found")
+	return cmd
+}
+
+// RunAudit is `ptyreclaim audit`.
+func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
+	pol, err := loadPolicy(o.PolicyPath)
+	if err != nil {
+		return err
+	}
+	res, err := scan(ctx, env, scanOptions{minIdle: o.MinIdle, minIdleSet: o.MinIdleSet, policy: pol})
+	if err != nil {
+		return err
+	}
+	if err := checkPIDs(res.snap, o.PIDs); err != nil {
+		return err
+	}
+	findings := filterFindings(res.findings, o.PIDs, o.All)
+	items := plan.Plan(findings, auditPlanOptions(env, pol))
+	if o.JSON {
+		if err := writeJSON(env, report.NewAudit(res.snap, items)); err != nil {
+			return err
+		}
+	} else {
+		report.WriteAuditTable(env.IO.Out, res.snap, items)
+	}
+	if o.FailOnLeaks {
+		if n := countLeaks(items); n > 0 {
+			return &ExitError{Code: ExitLeaks, Err: fmt.Errorf("%d leak candidates found", n)}
+		}
+	}
+	return nil
+}
+
+// auditPlanOptions: with no policy file the verdict is what release would do
+// to a named process, so the audit shows what can be reclaimed at all; with
+// a file, what the policy would do on its own.
+func auditPlanOptions(env *Env, pol *policy.Policy) plan.Options {
+	o := plan.Options{Policy: pol, Self: env.Self, Orphans: true}
+	if pol.Source == policy.BuiltinSource {
+		o.Select = func(*snapshot.Process) bool { return true }
+	}
+	return o
+}
+
+// filterFindings keeps leak candidates (and live PTYs with all) of the
+// named processes and of their orphan children.
+func filterFindings(fs []classify.Finding, pids []int, all bool) []classify.Finding {
+	sel := selectProcesses(pids, nil)
+	out := fs[:0:0]
+	for _, f := range fs {
+		if !all && !f.Leak() {
+			continue
+		}
+		if sel != nil && !sel(f.Process) && !(f.Kind == classify.KindOrphan && sel(&snapshot.Process{PID: f.Process.PPID})) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func countLeaks(items []plan.Item) int {
+	n := 0
+	for _, it := range items {
+		if it.Leak() {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,174 @@
+// Package cli holds the ptyreclaim commands, one file per command. Each
+// command has an options struct and a run function that tests call
+// directly, without a shell.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Exit codes of cli.md.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+	ExitLeaks   = 3
+)
+
+// ExitError carries an exit code with a one-line message.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// usageErrorf is for bad flags, bad policy files and unknown or vanished
+// targets named on the command line: exit code 2.
+func usageErrorf(format string, a ...any) error {
+	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, a...)}
+}
+
+// IO is where a command reads and writes.
+type IO struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+	// Terminal reports whether the user can answer a question.
+	Terminal bool
+}
+
+// Env is what every command needs, built once per invocation.
+type Env struct {
+	IO     IO
+	Log    *zap.Logger
+	Source snapshot.Source
+	Self   int
+}
+
+type globalOptions struct {
+	logLevel  string
+	logFormat string
+}
+
+// Main runs ptyreclaim with args and returns the process exit code. Errors
+// are printed as one line on stderr.
+func Main(ctx context.Context, args []string, stdio IO) int {
+	env := &Env{IO: stdio, Self: os.Getpid()}
+	ran := false
+	root := newRootCmd(env, &ran)
+	root.SetArgs(args)
+	root.SetIn(stdio.In)
+	root.SetOut(stdio.Out)
+	root.SetErr(stdio.Err)
+	err := root.ExecuteContext(ctx)
+	if env.Log != nil {
+		_ = env.Log.Sync()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitFailure
+	var ee *ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.Code
+	case !ran:
+		code = ExitUsage // cobra's own errors: unknown command or flag, bad arguments
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stdio.Err, "ptyreclaim: "+firstLine(msg))
+	}
+	return code
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func newRootCmd(env *Env, ran *bool) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "ptyreclaim",
+		Short: "Find and release leaked pseudo-terminals and stuck children inside running programs",
+		Long: `ptyreclaim finds PTY fds that no live session uses and child processes stuck
+forever in read(), shows the evidence, and releases them inside the running
+program (ptrace on Linux) under an allowlist policy, so nobody has to quit
+the app that leaked them.`,
+		Example: `  sudo ptyreclaim status
+  sudo ptyreclaim audit
+  sudo ptyreclaim release --pid 6650`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			*ran = true
+			log, err := newLogger(g, env.IO.Err)
+			if err != nil {
+				return err
+			}
+			env.Log = log
+			env.Source = newSource(log)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "console", "log format: console or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &ExitError{Code: ExitUsage, Err: err}
+	})
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.AddCommand(
+		newStatusCmd(env),
+		newAuditCmd(env),
+		newReleaseCmd(env),
+		newPolicyCmd(env),
+		newVersionCmd(env),
+	)
+	return root
+}
+
+// NewRootCmd returns the command tree, for generating docs and completions.
+func NewRootCmd() *cobra.Command {
+	ran := false
+	return newRootCmd(&Env{IO: IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}}, &ran)
+}
+
+func newLogger(g *globalOptions, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(g.logLevel)
+	if err != nil {
+		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	var enc zapcore.Encoder
+	switch g.logFormat {
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		enc = zapcore.NewConsoleEncoder(cfg)
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	default:
+		return nil, usageErrorf("--log-format %q: want console or json", g.logFormat)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}
+
+// StdIO returns the process's standard streams.
+func StdIO() IO {
+	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Terminal: term.IsTerminal(int(os.Stdin.Fd()))}
+}
