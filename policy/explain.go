@@ -1,0 +1,130 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// terminalServerExamples are process names checked against the deny rules to
+// tell a reader whether a custom file still protects terminal servers as the
+// built-in default does.
+var terminalServerExamples = []string{"sshd", "sshd-session", "login", "agetty", "tmux: server", "screen", "systemd", "systemd-logind"}
+
+// Explain describes the policy in plain sentences for "ptyreclaim policy
+// check": one sentence per rule, then the thresholds, then the protections
+// that hold whatever the file says.
+func (p *Policy) Explain() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+
+	w("Policy %s (version %d) is valid.", printable(p.source()), p.Version)
+	w("")
+	w("Deny rules (always win over allow rules):")
+	if len(p.Deny) == 0 {
+		w("  none.")
+	}
+	for i, r := range p.Deny {
+		w("  deny[%d]: %s are never acted on, only reported.", i, r.describeSubjects())
+	}
+	w("")
+	w("Allow rules (the first match applies):")
+	if len(p.Allow) == 0 {
+		w("  none: ptyreclaim acts on nothing automatically; it only reports.")
+	}
+	for i, r := range p.Allow {
+		w("  allow[%d]: %s", i, r.describeAllow())
+	}
+	w("Every other process is not allowlisted: its leaks are reported, not released.")
+	w("")
+
+	d := p.Defaults
+	w("Settings:")
+	w("  A PTY is a leak candidate once unattached and idle for %s; an orphan child once %s old.", formatDuration(d.MinIdle), formatDuration(d.MinIdle))
+	if d.Method == MethodClose {
+		w("  Leaked fds are closed in the holder (method close).")
+	} else {
+		w("  Leaked fds are replaced by /dev/null at the same fd number (method devnull).")
+	}
+	if d.Watched == WatchedReclaim {
+		w("  Fds still registered in the holder's epoll/kqueue set are reclaimed too (watched: reclaim).")
+	} else {
+		w("  Fds still registered in the holder's epoll/kqueue set are skipped (watched: skip).")
+	}
+	w("  At most %d actions per process per run.", d.MaxPerRun)
+	w("  PTY pool: warning at %s of the system limit, critical at %s; while critical the idle bar drops to %s.",
+		formatPercent(p.Pressure.Warn), formatPercent(p.Pressure.Critical), formatDuration(p.Pressure.MinIdle))
+	w("  A warning is logged when one process holds %d PTYs; from %d, its leaked PTYs are reclaimed even if idle less than %s (live ones never).",
+		p.Holders.WarnAt, p.Holders.ReclaimAt, formatDuration(d.MinIdle))
+	if p.SelfService {
+		w("  Self service is on: non-root users may ask the daemon to release their own leaked PTYs.")
+	} else {
+		w("  Self service is off: only root can ask for a release.")
+	}
+	w("")
+
+	w("Always protected, whatever this file says:")
+	w("  pid 1, kernel threads, ptyreclaim itself, processes being traced, and live PTYs")
+	w("  (a controlling terminal, open by another process, or used within the idle bar).")
+	if missing := p.unprotectedTerminalServers(); len(missing) == 0 {
+		w("  Terminal servers (%s) are denied, as in the built-in default.", strings.Join(terminalServers, ", "))
+	} else {
+		w("  Warning: the built-in default denies terminal servers (%s); this file leaves these processes undenied: %s.",
+			strings.Join(terminalServers, ", "), strings.Join(missing, ", "))
+	}
+	return b.String()
+}
+
+// unprotectedTerminalServers lists the terminal server examples no deny rule
+// of p matches, as root (the usual owner).
+func (p *Policy) unprotectedTerminalServers() []string {
+	var missing []string
+	for _, name := range terminalServerExamples {
+		if !p.Decide(Subject{Name: name, UID: 0}).Denied {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
+// describeSubjects says which processes r matches: `processes named "node"
+// with an executable matching /opt/app/** running as alice (uid 1000)`.
+func (r Rule) describeSubjects() string {
+	s := "processes"
+	if r.Name != "" {
+		s += fmt.Sprintf(" named %q", r.Name)
+	}
+	if r.Exe != "" {
+		s += " with an executable matching " + printable(r.Exe)
+	}
+	if r.User != "" {
+		if isDigits(r.User) {
+			s += fmt.Sprintf(" running as uid %d", r.UID)
+		} else {
+			s += fmt.Sprintf(" running as %s (uid %d)", printable(r.User), r.UID)
+		}
+	}
+	return s
+}
+
+func (r Rule) describeAllow() string {
+	var acts []string
+	if r.PTYs == PTYsReclaim {
+		acts = append(acts, "their leaked PTYs are reclaimed")
+	} else {
+		acts = append(acts, "their leaked PTYs are only reported")
+	}
+	if r.Orphans == OrphansKill {
+		acts = append(acts, "their orphan children are killed")
+	} else {
+		acts = append(acts, "their orphan children are only reported")
+	}
+	s := fmt.Sprintf("for %s, %s.", r.describeSubjects(), strings.Join(acts, "; "))
+	if r.Disposable {
+		if r.PTYs == PTYsReclaim {
+			s += " Where a PTY cannot be released in place (macOS), the whole process may be ended."
+		} else {
+			s += " (disposable has no effect while ptys is report.)"
+		}
+	}
+	return s
+}

@@ -1,0 +1,179 @@
+// Package policy reads, validates and applies the ptyreclaim policy file: which
+// processes ptyreclaim may act on (allow), which it must never touch (deny),
+// and the thresholds that decide when a leak is old enough to release.
+//
+// The file format is described in design/policy.md. Decoding is strict: a
+// typo in a root helper's policy must stop the program, not be ignored.
+package policy
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Values of the enumerated settings.
+const (
+	MethodDevNull = "devnull"
+	MethodClose   = "close"
+
+	WatchedSkip    = "skip"
+	WatchedReclaim = "reclaim"
+
+	PTYsReclaim = "reclaim"
+	PTYsReport  = "report"
+
+	OrphansKill   = "kill"
+	OrphansReport = "report"
+)
+
+// SupportedVersion is the only policy file version this build understands.
+const SupportedVersion = 1
+
+// BuiltinSource is the Source of the policy returned by Default.
+const BuiltinSource = "built-in default"
+
+// Policy is a decoded and validated policy file.
+type Policy struct {
+	Version     int
+	Defaults    Defaults
+	Pressure    Pressure
+	Holders     Holders
+	SelfService bool
+	// Allow rules are tried in order; the first match applies.
+	Allow []Rule
+	// Deny rules win over allow rules; they only use the matcher fields.
+	Deny []Rule
+	// Source names where the policy came from (a file path or BuiltinSource),
+	// for messages.
+	Source string
+
+	// lines maps a key path such as "pressure.warn" or "allow[0].exe" to its
+	// line in the file, so that validation errors can point at it.
+	lines map[string]int
+}
+
+// Defaults are the settings used when no rule or flag says otherwise.
+type Defaults struct {
+	// MinIdle is how long a PTY must be unattached and idle, and the minimum
+	// age of an orphan child, before any action.
+	MinIdle time.Duration
+	// Method is MethodDevNull or MethodClose.
+	Method string
+	// Watched is WatchedSkip or WatchedReclaim, for fds still registered in
+	// the holder's epoll or kqueue set.
+	Watched string
+	// MaxPerRun caps the actions on one process in one run.
+	MaxPerRun int
+}
+
+// Pressure holds thresholds on the share of the system PTY limit in use.
+type Pressure struct {
+	// Warn and Critical are percentages in (0, 100].
+	Warn     float64
+	Critical float64
+	// MinIdle replaces Defaults.MinIdle while the pool is at or above Critical.
+	MinIdle time.Duration
+}
+
+// Holders holds per-process thresholds on the number of PTYs held.
+type Holders struct {
+	// WarnAt logs a warning when one process holds this many PTYs.
+	WarnAt int
+	// ReclaimAt: from this many, leaked PTYs are reclaimed even when idle for
+	// less than MinIdle (live PTYs are still never touched).
+	ReclaimAt int
+}
+
+// Rule is one allow or deny rule. Name, Exe and User are matchers: a rule
+// matches a process when every matcher it sets matches.
+type Rule struct {
+	// Name is a shell glob on the comm or the executable's base name.
+	Name string
+	// Exe is a glob on the executable path; a "**" segment matches any
+	// number of path segments.
+	Exe string
+	// User is the user as written in the file (a name or a uid); UID is its
+	// resolved uid. UID is meaningful only when User is not empty.
+	User string
+	UID  int
+	// PTYs (PTYsReclaim or PTYsReport), Orphans (OrphansKill or
+	// OrphansReport) and Disposable apply to allow rules only.
+	PTYs       string
+	Orphans    string
+	Disposable bool
+	// Line is the rule's line in the file, 0 when unknown.
+	Line int
+}
+
+// Error is a policy problem: one line naming the file and, when known, the
+// line in it.
+type Error struct {
+	File string
+	// Line is 1-based; 0 when the problem is not at one line.
+	Line int
+	Msg  string
+	// Err is the underlying cause, if any (for errors.Is(err, fs.ErrNotExist)).
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// DefaultPath is where the policy file lives on this platform.
+func DefaultPath() string {
+	switch runtime.GOOS {
+	case "darwin":
+		return "/Library/Application Support/ptyreclaim/policy.yaml"
+	default:
+		return "/etc/ptyreclaim/policy.yaml"
+	}
+}
+
+// terminalServers are the deny rules of the built-in default: programs that
+// hand out terminals to people. Their PTYs are someone's session, so by
+// default ptyreclaim leaves them alone even when a PTY looks leaked.
+var terminalServers = []string{
+	"sshd",
+	"sshd-session", // OpenSSH 9.8+ runs each session in its own binary
+	"login",
+	"*getty", // getty, agetty, mingetty
+	"tmux*",  // the tmux server's comm is "tmux: server"
+	"screen",
+	"systemd*", // systemd and its helpers (logind, machined)
+}
+
+// Default returns the policy used when no policy file exists: report
+// everything, act on nothing, never touch terminal servers.
+func Default() *Policy {
+	p := &Policy{
+		Version: SupportedVersion,
+		Defaults: Defaults{
+			MinIdle:   5 * time.Minute,
+			Method:    MethodDevNull,
+			Watched:   WatchedSkip,
+			MaxPerRun: 1000,
+		},
+		Pressure: Pressure{
+			Warn:     80,
+			Critical: 95,
+			MinIdle:  30 * time.Second,
+		},
+		Holders: Holders{
+			WarnAt:    50,
+			ReclaimAt: 200,
+		},
+		SelfService: false,
+		Source:      BuiltinSource,
+	}
+	for _, name := range terminalServers {
+		p.Deny = append(p.Deny, Rule{Name: name})
+	}
+	return p
+}
