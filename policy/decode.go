@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -270,8 +271,8 @@ func (d *decoder) fields(n *yaml.Node, where string, known, denied []string) (fi
 		if prev, dup := fs.byName[k.Value]; dup {
 			return fieldSet{}, d.errorf(k, "duplicate key %q %s (first at line %d)", k.Value, where, prev.key.Line)
 		}
-		if !contains(known, k.Value) {
-			if contains(denied, k.Value) {
+		if !slices.Contains(known, k.Value) {
+			if slices.Contains(denied, k.Value) {
 				return fieldSet{}, d.errorf(k, "key %q is not allowed %s (deny rules match by name, exe and user only)", k.Value, where)
 			}
 			msg := fmt.Sprintf("unknown key %q %s", k.Value, where)
@@ -592,15 +593,6 @@ func describe(n *yaml.Node) string {
 	default:
 		return "nothing"
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // suggest returns the known key closest to s when it is close enough to be a
