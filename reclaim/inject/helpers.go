@@ -1,0 +1,261 @@
+package inject
+
+// Pure helpers: no system calls here, so every architecture's tables and
+// decoders are unit-tested on any machine.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// abi holds the syscall numbers and instruction bytes of one architecture.
+type abi struct {
+	name           string
+	openat         uint64
+	dup3           uint64
+	close          uint64
+	mmap           uint64
+	munmap         uint64
+	restartSyscall uint64
+	// insn is the syscall instruction; insnAlign is where it may start.
+	insn      []byte
+	insnAlign uint64
+}
+
+var abiAMD64 = abi{
+	name: "amd64", openat: 257, dup3: 292, close: 3, mmap: 9, munmap: 11,
+	restartSyscall: 219,
+	insn:           []byte{0x0f, 0x05}, // syscall
+	insnAlign:      1,
+}
+
+var abiARM64 = abi{
+	name: "arm64", openat: 56, dup3: 24, close: 57, mmap: 222, munmap: 215,
+	restartSyscall: 128,
+	insn:           []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
+	insnAlign:      4,
+}
+
+// Kernel-internal restart codes a thread stopped inside a syscall may hold.
+const (
+	errRestartSys          = 512
+	errRestartNoIntr       = 513
+	errRestartNoHand       = 514
+	errRestartRestartBlock = 516
+)
+
+// Flags and constants shared by both Linux ABIs (asm-generic and x86 agree).
+const (
+	oRDWR       = 0x2
+	oNOCTTY     = 0x100
+	oCLOEXEC    = 0x80000     // 02000000 octal
+	atFDCWD     = ^uint64(99) // -100
+	protRW      = 0x3
+	mapPrivAnon = 0x22 // MAP_PRIVATE|MAP_ANONYMOUS
+	pageSize    = 4096
+)
+
+// decodeResult splits a raw syscall return register into a value and an
+// errno: the kernel returns -4095..-1 for errors.
+func decodeResult(raw uint64) (value uint64, errno int) {
+	v := int64(raw)
+	if v >= -4095 && v <= -1 {
+		return 0, int(-v)
+	}
+	return raw, 0
+}
+
+// normaliseAMD64 rewrites the registers of a thread stopped inside an
+// interrupted syscall the way the kernel would on restart, so that resuming
+// at the returned rip re-runs the call and the program never sees EINTR.
+// origRax < 0 means the thread was not in a syscall.
+func normaliseAMD64(origRax, rax, rip uint64, restartSyscall uint64) (newRax, newRip uint64, restarted bool) {
+	if int64(origRax) < 0 {
+		return rax, rip, false
+	}
+	switch int64(rax) {
+	case -errRestartSys, -errRestartNoIntr, -errRestartNoHand:
+		return origRax, rip - 2, true
+	case -errRestartRestartBlock:
+		return restartSyscall, rip - 2, true
+	}
+	return rax, rip, false
+}
+
+// parseFdinfoFlags reads the octal "flags:" line of /proc/PID/fdinfo/FD.
+func parseFdinfoFlags(data []byte) (uint64, error) {
+	for _, line := range strings.Split(string(data), "\n") {
+		rest, ok := strings.CutPrefix(line, "flags:")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(rest), 8, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad fdinfo flags %q: %w", strings.TrimSpace(rest), err)
+		}
+		return v, nil
+	}
+	return 0, errors.New("fdinfo has no flags line")
+}
+
+// procStatus is what Preflight needs from /proc/PID/status.
+type procStatus struct {
+	State     string
+	TracerPID int
+	Seccomp   int
+	Kthread   bool
+}
+
+func parseStatus(data []byte) (procStatus, error) {
+	var st procStatus
+	seen := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		var err error
+		switch key {
+		case "State":
+			st.State, _, _ = strings.Cut(val, " ")
+			seen++
+		case "TracerPid":
+			st.TracerPID, err = strconv.Atoi(val)
+			seen++
+		case "Seccomp":
+			st.Seccomp, err = strconv.Atoi(val)
+		case "Kthread":
+			st.Kthread = val == "1"
+		}
+		if err != nil {
+			return st, fmt.Errorf("bad status line %q: %w", line, err)
+		}
+	}
+	if seen < 2 {
+		return st, errors.New("status lacks State or TracerPid")
+	}
+	return st, nil
+}
+
+// parseStatStartTime returns field 22 of /proc/PID/stat. The command name
+// (field 2) may hold spaces and parentheses, so fields are counted from the
+// last ')'.
+func parseStatStartTime(data []byte) (uint64, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("stat has no command name")
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	// fields[0] is field 3 (state), so field 22 is fields[19].
+	if len(fields) < 20 {
+		return 0, errors.New("stat is too short")
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// parseStatState returns field 3 of /proc/PID/stat (R, S, D, Z, t, ...).
+func parseStatState(data []byte) string {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) == 0 {
+		return ""
+	}
+	return fields[0]
+}
+
+// mapping is one line of /proc/PID/maps.
+type mapping struct {
+	start, end uint64
+	perms      string
+	name       string
+}
+
+func parseMaps(data []byte) []mapping {
+	var out []mapping
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		m := mapping{start: start, end: end, perms: f[1]}
+		if len(f) >= 6 {
+			m.name = strings.Join(f[5:], " ")
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// findSyscallInsn returns the address of the first syscall instruction in
+// code, which starts at base, honouring the ABI's alignment.
+func findSyscallInsn(code []byte, base uint64, a abi) (uint64, bool) {
+	for off := 0; off+len(a.insn) <= len(code); {
+		j := bytes.Index(code[off:], a.insn)
+		if j < 0 {
+			return 0, false
+		}
+		addr := base + uint64(off+j)
+		if addr%a.insnAlign == 0 {
+			return addr, true
+		}
+		off += j + 1
+	}
+	return 0, false
+}
+
+// elfClass returns 32 or 64 from the start of an ELF file.
+func elfClass(hdr []byte) (int, error) {
+	if len(hdr) < 5 || !bytes.Equal(hdr[:4], []byte("\x7fELF")) {
+		return 0, errors.New("not an ELF file")
+	}
+	switch hdr[4] {
+	case 1:
+		return 32, nil
+	case 2:
+		return 64, nil
+	}
+	return 0, fmt.Errorf("unknown ELF class %d", hdr[4])
+}
+
+// openatFallbackReason says why openat of /dev/null failing made us close.
+func openatFallbackReason(errno int, errText string) string {
+	switch errno {
+	case 24: // EMFILE
+		return "fell back to close: target at its fd limit"
+	case 23: // ENFILE
+		return "fell back to close: system file table full"
+	case 2: // ENOENT
+		return "fell back to close: no /dev/null in the target's mount namespace"
+	}
+	return "fell back to close: opening /dev/null in the target failed: " + errText
+}
+
+// dedupeFDs drops repeated and negative fd numbers, keeping the order.
+func dedupeFDs(fds []int) []int {
+	seen := make(map[int]bool, len(fds))
+	out := make([]int, 0, len(fds))
+	for _, fd := range fds {
+		if fd < 0 || seen[fd] {
+			continue
+		}
+		seen[fd] = true
+		out = append(out, fd)
+	}
+	return out
+}

@@ -1,0 +1,402 @@
+//go:build linux
+
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+const kcmpFile = 0 // KCMP_FILE
+
+// callTimeout bounds one injected call; none of them can block for long.
+const callTimeout = 10 * time.Second
+
+func procPath(pid int, name string) string {
+	return "/proc/" + strconv.Itoa(pid) + "/" + name
+}
+
+// Preflight checks, writing nothing, whether Reclaim could run on pid.
+func Preflight(pid int) error {
+	_, err := preflight(pid)
+	return err
+}
+
+func preflight(pid int) (procStatus, error) {
+	if pid <= 0 {
+		return procStatus{}, fmt.Errorf("invalid pid %d", pid)
+	}
+	if pid == os.Getpid() {
+		return procStatus{}, fmt.Errorf("pid %d is ptyreclaim itself; refusing", pid)
+	}
+	if scope, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil && strings.TrimSpace(string(scope)) == "3" {
+		return procStatus{}, errors.New("ptrace is forbidden by Yama ptrace_scope=3")
+	}
+	data, err := os.ReadFile(procPath(pid, "status"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return procStatus{}, fmt.Errorf("no process %d", pid)
+		}
+		return procStatus{}, fmt.Errorf("cannot read the status of pid %d: %v", pid, err)
+	}
+	st, err := parseStatus(data)
+	if err != nil {
+		return st, fmt.Errorf("cannot parse the status of pid %d: %v", pid, err)
+	}
+	switch {
+	case st.Kthread:
+		return st, fmt.Errorf("pid %d is a kernel thread", pid)
+	case st.State == "Z" || st.State == "X":
+		return st, fmt.Errorf("pid %d is a zombie", pid)
+	case st.TracerPID == os.Getpid():
+		return st, fmt.Errorf("pid %d is already traced by ptyreclaim itself", pid)
+	case st.TracerPID != 0:
+		return st, fmt.Errorf("pid %d is traced by pid %d (a debugger?); refusing", pid, st.TracerPID)
+	case st.Seccomp == 1:
+		return st, fmt.Errorf("pid %d runs in strict seccomp", pid)
+	}
+	f, err := os.Open(procPath(pid, "exe"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return st, fmt.Errorf("pid %d has no executable (kernel thread or exiting)", pid)
+		}
+		return st, fmt.Errorf("cannot read the executable of pid %d: %v", pid, err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 5)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return st, fmt.Errorf("cannot read the executable of pid %d: %v", pid, err)
+	}
+	class, err := elfClass(hdr)
+	if err != nil {
+		return st, fmt.Errorf("the executable of pid %d is %v", pid, err)
+	}
+	if class != 64 {
+		return st, fmt.Errorf("pid %d is a 32-bit process", pid)
+	}
+	return st, nil
+}
+
+// Reclaim does the whole protocol. A returned error means nothing in the
+// target was changed (refused, or aborted and restored) and says why in one
+// sentence. Per-fd outcomes are in Report.
+func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.Int("pid", t.PID))
+	method := t.Method
+	if method == "" {
+		method = MethodDevNull
+	}
+	fds := dedupeFDs(t.FDs)
+	rep := Report{FDs: make([]FDResult, len(fds))}
+	for i, fd := range fds {
+		rep.FDs[i] = FDResult{FD: fd, Result: ResultSkipped, Method: method, Reason: "not attempted"}
+	}
+	if method != MethodDevNull && method != MethodClose {
+		return rep, fmt.Errorf("unknown method %q", method)
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("pid %d: %w", t.PID, err)
+	}
+	st, err := preflight(t.PID)
+	if err != nil {
+		return rep, err
+	}
+	if len(fds) == 0 {
+		return rep, nil
+	}
+
+	type outcome struct {
+		rep Report
+		err error
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		// Every ptrace request must come from the thread that seized. The
+		// thread is never unlocked: if a thread of the target could not be
+		// detached, this OS thread's exit makes the kernel detach it.
+		runtime.LockOSThread()
+		r := &run{t: t, method: method, seccomp: st.Seccomp, log: log, rep: &rep}
+		err := r.do(ctx)
+		ch <- outcome{rep: rep, err: err}
+		if len(r.stragglers) > 0 && unix.Gettid() == os.Getpid() {
+			// Go never ends the main thread, so detach by hand.
+			r.tr.drainStragglers(r.stragglers, time.Minute)
+		}
+	}()
+	o := <-ch
+	return o.rep, o.err
+}
+
+// run is one Reclaim on its locked OS thread.
+type run struct {
+	t       Target
+	method  Method
+	seccomp int
+	log     *zap.Logger
+	rep     *Report
+	pidfd   int
+	// copies maps each candidate fd to our pidfd_getfd copy of it.
+	copies     map[int]int
+	tr         *tracer
+	stragglers []int
+
+	// Set up for the injection.
+	tid     int
+	base    regs // saved registers, restart-normalised
+	orig    regs // saved registers as found
+	insn    uint64
+	resumed bool // the thread has left its interrupt stop
+}
+
+func (r *run) result(fd int) *FDResult {
+	for i := range r.rep.FDs {
+		if r.rep.FDs[i].FD == fd {
+			return &r.rep.FDs[i]
+		}
+	}
+	panic("inject: unknown fd") // cannot happen: results are made from the fd list
+}
+
+func (r *run) skip(fd int, reason string) {
+	res := r.result(fd)
+	res.Result, res.Reason = ResultSkipped, reason
+}
+
+// pending returns the fds still to act on, in order.
+func (r *run) pending() []int {
+	var out []int
+	for _, res := range r.rep.FDs {
+		if _, ok := r.copies[res.FD]; ok && res.Reason == "" && res.Result == ResultSkipped {
+			out = append(out, res.FD)
+		}
+	}
+	return out
+}
+
+func (r *run) do(ctx context.Context) error {
+	pid := r.t.PID
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("no process %d", pid)
+		}
+		return fmt.Errorf("cannot open a pidfd for pid %d: %v", pid, err)
+	}
+	r.pidfd = pidfd
+	defer unix.Close(pidfd)
+	if err := r.checkStartTime(); err != nil {
+		return err
+	}
+	if r.seccomp == 2 && r.method == MethodDevNull {
+		// A filter may forbid mmap or openat, and some filters kill: keep
+		// to the one call every filter allows.
+		r.method = MethodClose
+		for i := range r.rep.FDs {
+			r.rep.FDs[i].Method = MethodClose
+		}
+		r.rep.Notes = append(r.rep.Notes, "target has a seccomp filter: closing instead of pointing at /dev/null")
+	}
+
+	// Reference copies: they keep each PTY alive until the target has been
+	// let go, so no close inside the target can block on a tty teardown,
+	// and they are what kcmp compares against.
+	r.copies = map[int]int{}
+	defer func() {
+		for _, c := range r.copies {
+			unix.Close(c)
+		}
+	}()
+	for i := range r.rep.FDs {
+		fd := r.rep.FDs[i].FD
+		c, err := unix.PidfdGetfd(pidfd, fd, 0)
+		switch {
+		case errors.Is(err, unix.EBADF):
+			r.skip(fd, fmt.Sprintf("fd %d is not open", fd))
+			continue
+		case errors.Is(err, unix.ESRCH):
+			return fmt.Errorf("no process %d", pid)
+		case err != nil:
+			r.skip(fd, fmt.Sprintf("cannot copy fd %d: %v", fd, err))
+			continue
+		}
+		if !isPTY(c) {
+			unix.Close(c)
+			r.skip(fd, fmt.Sprintf("fd %d is not a PTY", fd))
+			continue
+		}
+		r.copies[fd] = c
+		r.rep.FDs[i].Reason = ""
+	}
+	if len(r.pending()) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		r.skipPending("cancelled")
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+
+	timeout := r.t.StopTimeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	r.tr = newTracer(pid, r.log)
+	defer func() {
+		r.stragglers = r.tr.detachAll()
+		if !r.tr.firstStop.IsZero() {
+			r.rep.Frozen = time.Since(r.tr.firstStop)
+		}
+		r.rep.Notes = append(r.rep.Notes, r.tr.notes...)
+		if len(r.stragglers) > 0 {
+			r.log.Warn("threads never stopped; the kernel detaches them when the tracer thread exits",
+				zap.Ints("tids", r.stragglers))
+		}
+	}()
+	if err := r.tr.freeze(time.Now().Add(timeout)); err != nil {
+		r.skipPending("release aborted")
+		if errors.Is(err, errGone) {
+			return fmt.Errorf("pid %d exited during the release", pid)
+		}
+		return fmt.Errorf("%v; released it untouched", err)
+	}
+	for _, th := range r.tr.threads {
+		if th.state == stopped {
+			r.rep.Threads++
+		}
+	}
+
+	// Everything below runs with the whole process frozen.
+	if err := r.checkStartTime(); err != nil {
+		r.skipPending("release aborted")
+		return err
+	}
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		r.skipPending("release aborted")
+		return fmt.Errorf("pid %d exited during the release", pid)
+	}
+	if err := r.pickThread(); err != nil {
+		r.skipPending("release aborted")
+		return err
+	}
+	cloexec := r.verify()
+	if len(r.pending()) == 0 {
+		return nil
+	}
+	return r.inject(cloexec)
+}
+
+func (r *run) skipPending(reason string) {
+	for _, fd := range r.pending() {
+		r.skip(fd, reason)
+	}
+}
+
+func (r *run) checkStartTime() error {
+	if r.t.StartTime == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(procPath(r.t.PID, "stat"))
+	if err != nil {
+		return fmt.Errorf("no process %d", r.t.PID)
+	}
+	st, err := parseStatStartTime(data)
+	if err != nil {
+		return fmt.Errorf("cannot read the start time of pid %d: %v", r.t.PID, err)
+	}
+	if st != r.t.StartTime {
+		return fmt.Errorf("pid %d was reused by another process (start time %d, expected %d)", r.t.PID, st, r.t.StartTime)
+	}
+	return nil
+}
+
+// isPTY says whether fd is a PTY master (TIOCGPTN works) or slave (devpts
+// major 136..143). Only PTY fds are ever acted on, whatever the caller asks.
+func isPTY(fd int) bool {
+	if _, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN); err == nil {
+		return true
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false
+	}
+	major := unix.Major(uint64(st.Rdev))
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && major >= 136 && major <= 143
+}
+
+// pickThread chooses the stopped thread that runs the calls, leader first,
+// and saves its registers.
+func (r *run) pickThread() error {
+	order := append([]int{r.t.PID}, r.tr.order...)
+	for _, tid := range order {
+		th := r.tr.threads[tid]
+		if th == nil || th.state != stopped {
+			continue
+		}
+		regs, err := getRegs(tid)
+		if errors.Is(err, errCompat) {
+			return fmt.Errorf("pid %d is a 32-bit process", r.t.PID)
+		}
+		if err != nil {
+			continue
+		}
+		r.tid, r.orig, r.base = tid, regs, regs
+		if r.base.normalise() {
+			r.log.Debug("thread was inside an interrupted syscall; it will restart it", zap.Int("tid", tid))
+		}
+		return nil
+	}
+	return fmt.Errorf("pid %d has no stopped thread to work through", r.t.PID)
+}
+
+// verify proves, under the freeze, that each fd number still names the file
+// copied earlier, then runs the caller's recheck. It returns each remaining
+// fd's close-on-exec bit.
+func (r *run) verify() map[int]bool {
+	self := os.Getpid()
+	cloexec := map[int]bool{}
+	for _, fd := range r.pending() {
+		c := r.copies[fd]
+		res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
+		switch {
+		case e == unix.EBADF:
+			r.skip(fd, fmt.Sprintf("fd %d was closed meanwhile", fd))
+			continue
+		case e != 0:
+			r.skip(fd, fmt.Sprintf("cannot compare fd %d: %v", fd, e))
+			continue
+		case res != 0:
+			r.skip(fd, fmt.Sprintf("fd %d now names another file", fd))
+			continue
+		}
+		if r.t.Recheck != nil {
+			if err := r.t.Recheck(fd); err != nil {
+				r.skip(fd, err.Error())
+				continue
+			}
+		}
+		data, err := os.ReadFile(taskFile(r.t.PID, r.tid, "fdinfo/"+strconv.Itoa(fd)))
+		if err != nil {
+			r.skip(fd, fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err))
+			continue
+		}
+		flags, err := parseFdinfoFlags(data)
+		if err != nil {
+			r.skip(fd, fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err))
+			continue
+		}
+		cloexec[fd] = flags&oCLOEXEC != 0
+	}
+	return cloexec
+}
