@@ -225,7 +225,7 @@ func badCharLine(data []byte) int {
 // rules out alias expansion bombs.
 func (d *decoder) rejectAliases(n *yaml.Node) error {
 	if n.Kind == yaml.AliasNode {
-		return d.errorf(n, "YAML aliases (*%s) are not supported in a policy; write the value out", n.Value)
+		return d.errorf(n, "YAML aliases (*%s) are not supported in a policy; write the value out", printable(n.Value))
 	}
 	for _, c := range n.Content {
 		if err := d.rejectAliases(c); err != nil {
@@ -588,7 +588,7 @@ func describe(n *yaml.Node) string {
 		case "!!bool":
 			return "the boolean " + n.Value
 		default:
-			return fmt.Sprintf("%s %q", n.ShortTag(), n.Value)
+			return fmt.Sprintf("a value tagged %q (%q)", n.ShortTag(), n.Value)
 		}
 	default:
 		return "nothing"

@@ -220,6 +220,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate top key", "version: 1\nallow: []\nallow: []\n", `p.yaml:3: duplicate key "allow" at top level (first at line 2)`},
 		{"duplicate version", "version: 1\nversion: 1\n", `p.yaml:2: duplicate key "version"`},
 		{"duplicate rule key", "version: 1\nallow:\n  - name: a\n    name: b\n", `p.yaml:4: duplicate key "name" in allow rule (first at line 3)`},
+		{"custom tag", "version: 1\ndefaults: !foo x\n", `p.yaml:2: expected keys in defaults (key: value lines), got a value tagged "!foo" ("x")`},
 		{"non-string key", "version: 1\n1: x\n", `p.yaml:2: keys at top level must be plain names`},
 		{"second document", "version: 1\n---\nversion: 1\n", `p.yaml:2: only one YAML document`},
 		{"alias", "version: 1\ndefaults:\n  min_idle: &a 5m\npressure:\n  min_idle: *a\n", `p.yaml:5: YAML aliases (*a)`},
