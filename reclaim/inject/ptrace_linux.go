@@ -20,6 +20,11 @@ import (
 // target must live on.
 const seizeOptions = unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE
 
+// spinFor is how long a wait polls without sleeping: a stop normally comes
+// within microseconds, and a sleep costs far more than that while the whole
+// target is frozen.
+const spinFor = time.Millisecond
+
 var (
 	errCompat = errors.New("32-bit (compat) thread")
 	// errGone means the target exited under us.
@@ -192,7 +197,8 @@ func (t *tracer) freeze(deadline time.Time) error {
 // a zombie leader can hang) until all are stopped or the deadline passes.
 func (t *tracer) waitAllStopped(deadline time.Time) error {
 	var nap time.Duration
-	for spin := 0; ; spin++ {
+	spinUntil := time.Now().Add(spinFor)
+	for {
 		waiting := 0
 		for i := 0; i < len(t.order); i++ { // t.order grows on clone events
 			th := t.threads[t.order[i]]
@@ -244,7 +250,7 @@ func (t *tracer) waitAllStopped(deadline time.Time) error {
 			}
 		}
 		// Most threads stop within microseconds: spin a little first.
-		if spin > 20 {
+		if time.Now().After(spinUntil) {
 			nap = min(max(2*nap, 20*time.Microsecond), time.Millisecond)
 			time.Sleep(nap)
 		}
@@ -325,7 +331,8 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 		return err
 	}
 	var nap time.Duration
-	for spin, detours := 0, 0; ; spin++ {
+	spinUntil := time.Now().Add(spinFor)
+	for detours := 0; ; {
 		var ws unix.WaitStatus
 		wpid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
 		switch {
@@ -339,7 +346,7 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("thread %d of pid %d did not finish an injected call in time", tid, t.pid)
 			}
-			if spin > 50 {
+			if time.Now().After(spinUntil) {
 				nap = min(max(2*nap, 10*time.Microsecond), time.Millisecond)
 				time.Sleep(nap)
 			}

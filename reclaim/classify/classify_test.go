@@ -1,0 +1,166 @@
+package classify
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+const host, ctr = 26, 99 // two devpts instances
+
+func pty(inst uint64, idx int) snapshot.PTYID { return snapshot.PTYID{Instance: inst, Index: idx} }
+
+func proc(pid int, fds ...snapshot.PTYFD) *snapshot.Process {
+	return &snapshot.Process{PID: pid, Comm: "p", Threads: 1, Started: now.Add(-time.Hour), PTYFDs: fds}
+}
+
+func master(fd int, id snapshot.PTYID) snapshot.PTYFD {
+	return snapshot.PTYFD{FD: fd, Side: snapshot.Master, PTY: id, Proven: true}
+}
+
+func slave(fd int, id snapshot.PTYID) snapshot.PTYFD {
+	return snapshot.PTYFD{FD: fd, Side: snapshot.Slave, PTY: id, Proven: true}
+}
+
+func snap(idle time.Duration, procs ...*snapshot.Process) *snapshot.Snapshot {
+	s := &snapshot.Snapshot{Taken: now, PTYs: map[snapshot.PTYID]*snapshot.PTY{}, PipeWriters: map[uint64][]int{}}
+	for _, p := range procs {
+		s.Processes = append(s.Processes, p)
+		for _, f := range p.PTYFDs {
+			s.PTYs[f.PTY] = &snapshot.PTY{ID: f.PTY, LastIO: now.Add(-idle)}
+		}
+	}
+	return s
+}
+
+func states(fs []Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(string(f.State) + " ")
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func TestPTYStates(t *testing.T) {
+	withCTTY := func(p *snapshot.Process, id snapshot.PTYID) *snapshot.Process { p.CTTY = &id; return p }
+	hung := slave(4, pty(host, 1))
+	hung.HungUp = true
+	cases := []struct {
+		name string
+		s    *snapshot.Snapshot
+		want string
+	}{
+		{"unattached master and its slave in one holder", snap(time.Hour, proc(10, master(3, pty(host, 0)), slave(4, pty(host, 0)))), "unattached unattached"},
+		{"hung-up slave", snap(time.Hour, proc(10, hung)), "hung-up"},
+		{"controlling terminal of another process", snap(time.Hour, proc(10, master(3, pty(host, 0))), withCTTY(proc(11), pty(host, 0))), "live"},
+		{"slave held by another process", snap(time.Hour, proc(10, master(3, pty(host, 0))), proc(11, slave(0, pty(host, 0)))), "live live"},
+		{"recent I/O", snap(time.Minute, proc(10, master(3, pty(host, 0)))), "live"},
+		{"slave whose master nobody visible holds", snap(time.Hour, proc(11, slave(0, pty(host, 0)))), "live"},
+		// Same index, other instance: the container's session does not
+		// make the host's PTY live, and the other way round.
+		{"other instance's controlling terminal", snap(time.Hour, proc(10, master(3, pty(host, 0))), withCTTY(proc(11), pty(ctr, 0))), "unattached"},
+		{"other instance's slave holder", snap(time.Hour, proc(10, master(3, pty(host, 0))), proc(11, slave(0, pty(ctr, 0)))), "unattached live"},
+		// An unresolved instance errs towards live.
+		{"controlling terminal of unknown instance", snap(time.Hour, proc(10, master(3, pty(host, 0))), withCTTY(proc(11), pty(snapshot.AnyInstance, 0))), "live"},
+	}
+	for _, c := range cases {
+		got := Classify(c.s, Options{MinIdle: FixedMinIdle(5 * time.Minute)})
+		if states(got) != c.want {
+			t.Errorf("%s: got %q want %q", c.name, states(got), c.want)
+			for _, f := range got {
+				t.Logf("  %+v", f)
+			}
+		}
+	}
+}
+
+func TestUnreadableProcessesMakeEverythingLive(t *testing.T) {
+	s := snap(time.Hour, proc(10, master(3, pty(host, 0))))
+	s.Unreadable = 2
+	got := Classify(s, Options{MinIdle: FixedMinIdle(0)})
+	if states(got) != "live" || !strings.Contains(got[0].Evidence, "root") {
+		t.Fatalf("%+v", got)
+	}
+}
+
+func TestIdleAndEvidence(t *testing.T) {
+	got := Classify(snap(10*time.Minute, proc(10, master(3, pty(host, 4)))), Options{MinIdle: FixedMinIdle(5 * time.Minute)})
+	if len(got) != 1 || got[0].Idle != 10*time.Minute || !strings.Contains(got[0].Evidence, "pts 4") && !strings.Contains(got[0].Evidence, "pty 4") {
+		t.Fatalf("%+v", got)
+	}
+	// Per-holder bar: a heavy holder may get zero.
+	heavy := func(p *snapshot.Process) time.Duration {
+		if p.PID == 10 {
+			return 0
+		}
+		return time.Hour
+	}
+	got = Classify(snap(time.Minute, proc(10, master(3, pty(host, 0))), proc(12, master(3, pty(host, 1)))), Options{MinIdle: heavy})
+	if states(got) != "unattached live" {
+		t.Fatalf("per-holder min idle: %s", states(got))
+	}
+}
+
+func blocked(pid, ppid int, pipe uint64) *snapshot.Process {
+	p := proc(pid)
+	p.PPID = ppid
+	p.Blocked = &snapshot.BlockedRead{FD: 3, Pipe: pipe}
+	return p
+}
+
+func TestOrphans(t *testing.T) {
+	mk := func(writers map[uint64][]int, procs ...*snapshot.Process) *snapshot.Snapshot {
+		s := snap(0, procs...)
+		s.PipeWriters = writers
+		return s
+	}
+	handler := blocked(23, 1, 300)
+	handler.Blocked.SignalHandlers = true
+	young := blocked(24, 1, 400)
+	young.Started = now.Add(-time.Second)
+	threads := blocked(25, 1, 500)
+	threads.Threads = 4
+	cases := []struct {
+		name string
+		s    *snapshot.Snapshot
+		want []int
+	}{
+		{"holds its own write end", mk(map[uint64][]int{100: {20}}, blocked(20, 1, 100)), []int{20}},
+		{"parent holds the write end: a worker", mk(map[uint64][]int{100: {1, 20}}, proc(1), blocked(20, 1, 100)), nil},
+		// Seed 002: later children inherited earlier ones' write ends.
+		{"stuck the same way, a cycle", mk(map[uint64][]int{100: {20, 21}, 101: {21, 20}}, blocked(20, 1, 100), blocked(21, 1, 101)), []int{20, 21}},
+		{"a chain broken by one live writer", mk(map[uint64][]int{100: {20, 21}, 101: {21, 5}}, proc(5), blocked(20, 1, 100), blocked(21, 1, 101)), nil},
+		{"no writer at all reads EOF", mk(map[uint64][]int{}, blocked(20, 1, 100)), nil},
+		{"signal handler could write (self-pipe)", mk(map[uint64][]int{300: {23}}, handler), nil},
+		{"younger than min-idle", mk(map[uint64][]int{400: {24}}, young), nil},
+		{"multi-threaded", mk(map[uint64][]int{500: {25}}, threads), nil},
+	}
+	for _, c := range cases {
+		got := Classify(c.s, Options{MinIdle: FixedMinIdle(time.Minute)})
+		var pids []int
+		for _, f := range got {
+			if f.Kind != KindOrphan || f.State != Orphan || f.BlockedFD != 3 {
+				t.Errorf("%s: %+v", c.name, f)
+			}
+			pids = append(pids, f.Process.PID)
+		}
+		if len(pids) != len(c.want) {
+			t.Errorf("%s: got %v want %v", c.name, pids, c.want)
+			continue
+		}
+		for i := range pids {
+			if pids[i] != c.want[i] {
+				t.Errorf("%s: got %v want %v", c.name, pids, c.want)
+			}
+		}
+	}
+	s := mk(map[uint64][]int{100: {20}}, blocked(20, 1, 100))
+	s.Unreadable = 1
+	if got := Classify(s, Options{}); len(got) != 0 {
+		t.Errorf("a writer may hide among unreadable processes: %+v", got)
+	}
+}
