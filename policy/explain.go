@@ -17,7 +17,7 @@ func (p *Policy) Explain() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
-	w("Policy %s (version %d) is valid.", printable(p.source()), p.Version)
+	w("Policy %s (version %d):", printable(p.source()), p.Version)
 	w("")
 	w("Deny rules (always win over allow rules):")
 	if len(p.Deny) == 0 {

@@ -16,7 +16,7 @@ func TestExplainExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `Policy example.yaml (version 1) is valid.
+	want := `Policy example.yaml (version 1):
 
 Deny rules (always win over allow rules):
   deny[0]: processes named "sshd" are never acted on, only reported.
@@ -83,7 +83,7 @@ deny:
 func TestExplainDefault(t *testing.T) {
 	got := Default().Explain()
 	for _, want := range []string{
-		"Policy built-in default (version 1) is valid.",
+		"Policy built-in default (version 1):",
 		"  none: ptyreclaim acts on nothing automatically; it only reports.",
 		"pid 1, kernel threads, ptyreclaim itself, processes being traced, and live PTYs",
 		"are denied, as in the built-in default.",
