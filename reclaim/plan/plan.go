@@ -183,12 +183,12 @@ func TerminalServer(p *snapshot.Process) string {
 // policy default; the pressure bar when the pool is at or above critical;
 // zero for a holder of at least holders.reclaim_at PTYs.
 func MinIdle(s *snapshot.Snapshot, pol *policy.Policy, flag *time.Duration) func(*snapshot.Process) time.Duration {
-	base := pol.Defaults.MinIdle
+	base := pol.MinIdle(s.Pool.InUse, s.Pool.Limit)
 	if flag != nil {
 		base = *flag
-	}
-	if pol.Level(s.Pool.InUse, s.Pool.Limit) == "critical" && pol.Pressure.MinIdle < base {
-		base = pol.Pressure.MinIdle
+		if pol.Level(s.Pool.InUse, s.Pool.Limit) == policy.LevelCritical {
+			base = min(base, pol.Pressure.MinIdle)
+		}
 	}
 	return func(p *snapshot.Process) time.Duration {
 		if pol.Holders.ReclaimAt > 0 && HeldPTYs(p) >= pol.Holders.ReclaimAt {
