@@ -259,3 +259,19 @@ func dedupeFDs(fds []int) []int {
 	}
 	return out
 }
+
+// sigkillPending reads the SigPnd and ShdPnd masks of /proc/PID/status and
+// says whether SIGKILL (bit 8) is pending: the process is being killed.
+func sigkillPending(status []byte) bool {
+	for _, line := range strings.Split(string(status), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok || (key != "SigPnd" && key != "ShdPnd") {
+			continue
+		}
+		m, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
+		if err == nil && m&(1<<8) != 0 {
+			return true
+		}
+	}
+	return false
+}

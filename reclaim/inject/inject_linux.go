@@ -130,6 +130,10 @@ func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 		runtime.LockOSThread()
 		r := &run{t: t, method: method, seccomp: st.Seccomp, log: log, rep: &rep}
 		err := r.do(ctx)
+		if err != nil && processDying(t.PID) {
+			// Whatever failed, the one useful fact is that it is gone.
+			err = fmt.Errorf("pid %d exited during the release", t.PID)
+		}
 		ch <- outcome{rep: rep, err: err}
 		if len(r.stragglers) > 0 && unix.Gettid() == os.Getpid() {
 			// Go never ends the main thread, so detach by hand.
@@ -138,6 +142,23 @@ func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 	}()
 	o := <-ch
 	return o.rep, o.err
+}
+
+// processDying says whether pid is gone, a zombie, or has SIGKILL pending
+// (which a killed thread shows even while it is stopped).
+func processDying(pid int) bool {
+	data, err := os.ReadFile(procPath(pid, "stat"))
+	if err != nil {
+		return true
+	}
+	if s := parseStatState(data); s == "Z" || s == "X" {
+		return true
+	}
+	data, err = os.ReadFile(procPath(pid, "status"))
+	if err != nil {
+		return true
+	}
+	return sigkillPending(data)
 }
 
 // run is one Reclaim on its locked OS thread.

@@ -347,6 +347,12 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 				return fmt.Errorf("thread %d of pid %d did not finish an injected call in time", tid, t.pid)
 			}
 			if time.Now().After(spinUntil) {
+				// A killed thread may never report: its zombie waits for
+				// sibling threads that are stopped by us.
+				if s := t.taskState(tid); s == "Z" || s == "X" || s == "gone" {
+					t.threads[tid].state = gone
+					return errGone
+				}
 				nap = min(max(2*nap, 10*time.Microsecond), time.Millisecond)
 				time.Sleep(nap)
 			}
