@@ -275,3 +275,31 @@ func sigkillPending(status []byte) bool {
 	}
 	return false
 }
+
+// arm64Regs mirrors unix.PtraceRegsArm64 (same fields, so the two convert
+// into each other) to keep the arm64 register work testable on any machine.
+type arm64Regs struct {
+	Regs   [31]uint64
+	Sp     uint64
+	Pc     uint64
+	Pstate uint64
+}
+
+// pstateUnset marks Pstate before a read: a compat (AArch32) thread gets the
+// shorter 32-bit layout and leaves it untouched.
+const pstateUnset = ^uint64(0)
+
+// compat says whether an arm64 register read came from an AArch32 thread:
+// the 32-bit layout is shorter (Pstate untouched) or PSR_MODE32_BIT is set.
+func (r *arm64Regs) compat() bool {
+	return r.Pstate == pstateUnset || r.Pstate&0x10 != 0
+}
+
+// prepareSyscall sets up a call of nr at the svc instruction at pc: number
+// in x8, arguments in x0..x5. x7 is never used: the kernel clobbers it at
+// syscall stops.
+func (r *arm64Regs) prepareSyscall(pc, nr uint64, args [6]uint64) {
+	r.Pc = pc
+	r.Regs[8] = nr
+	copy(r.Regs[0:6], args[:])
+}
