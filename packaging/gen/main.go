@@ -257,7 +257,7 @@ func roffText(s string) string {
 	return s
 }
 
-// roffLine escapes one whole output line: also a leading '.' or '\'' that
+// roffLine escapes one whole output line: also a leading dot or apostrophe that
 // roff would read as a request.
 func roffLine(s string) string {
 	s = roffText(s)
