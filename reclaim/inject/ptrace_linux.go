@@ -346,16 +346,20 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("thread %d of pid %d did not finish an injected call in time", tid, t.pid)
 			}
-			if time.Now().After(spinUntil) {
-				// A killed thread may never report: its zombie waits for
-				// sibling threads that are stopped by us.
-				if s := t.taskState(tid); s == "Z" || s == "X" || s == "gone" {
-					t.threads[tid].state = gone
-					return errGone
-				}
-				nap = min(max(2*nap, 10*time.Microsecond), time.Millisecond)
-				time.Sleep(nap)
+			if time.Now().Before(spinUntil) {
+				// The woken tracee often waits for this very CPU: give
+				// it up instead of burning it.
+				unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+				continue
 			}
+			// A killed thread may never report: its zombie waits for
+			// sibling threads that are stopped by us.
+			if s := t.taskState(tid); s == "Z" || s == "X" || s == "gone" {
+				t.threads[tid].state = gone
+				return errGone
+			}
+			nap = min(max(2*nap, 10*time.Microsecond), time.Millisecond)
+			time.Sleep(nap)
 			continue
 		}
 		if ws.Exited() || ws.Signaled() {

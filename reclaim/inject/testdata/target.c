@@ -164,10 +164,10 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < spinners; i++) start(spin, NULL);
 	for (int i = 0; i < sleepers; i++) start(sleeper, NULL);
 	if (streaming) start(stream, NULL);
-	if (exit_ms >= 0) start(exiter, (void *)exit_ms);
 	if (vf) start(vforker, NULL);
 	len += (size_t)snprintf(ready + len, sizeof ready - len, "\n");
 	out(ready);
+	if (exit_ms >= 0) start(exiter, (void *)exit_ms);
 	if (strict && prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0) return 8;
 
 	// Serve stdin: only read and write from here on (strict seccomp).
