@@ -450,3 +450,27 @@ func TestPreflightRefusals(t *testing.T) {
 	}
 	tg.echo("preflight")
 }
+
+// TestReclaimBusyLeaderAndNewThreads: the leader spins in user space (its pc
+// is no syscall instruction, so one is taken from the vDSO) while another
+// thread creates and joins threads nonstop (clone events, task rescans).
+func TestReclaimBusyLeaderAndNewThreads(t *testing.T) {
+	tg := startTarget(t, program(t, "target"), "-m", "40", "-B", "-T", "-S", "1")
+	fds := tg.readyFDs()
+	for i := 0; i < len(fds); i += 5 {
+		rep := reclaim(t, tg, fds[i:i+5], MethodDevNull)
+		if rep.Done() != 5 {
+			t.Fatalf("round %d: %+v", i/5, rep)
+		}
+		t.Logf("round %d: threads %d frozen %v", i/5, rep.Threads, rep.Frozen)
+		tg.echo(fmt.Sprint("busy", i))
+	}
+	for _, fd := range fds {
+		if link := tg.fdLink(fd); link != "/dev/null" {
+			t.Errorf("fd %d reads back as %q", fd, link)
+		}
+	}
+	if s := threadsStopped(tg.pid); len(s) > 0 {
+		t.Errorf("left stopped: %v", s)
+	}
+}

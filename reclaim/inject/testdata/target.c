@@ -9,6 +9,8 @@
 //   -l     fill the fd table up to a lowered RLIMIT_NOFILE
 //   -x MS  exit by itself after MS milliseconds
 //   -v     one thread blocks in vfork() until its child is killed
+//   -T     a thread creating and joining short-lived threads nonstop
+//   -B     the main thread spins; another thread serves stdin
 //
 // It prints "READY <fd>..." then echoes each stdin line as "ECHO <line>".
 // "COUNT" answers "COUNT <sigusr1 received> <EINTRs seen>"; "EXIT" exits 0.
@@ -33,6 +35,7 @@ static atomic_long usr1;
 static atomic_long eintrs;
 static atomic_int stop_stream;
 static int ack;
+static int strict;
 
 static void out(const char *s) {
 	size_t n = strlen(s);
@@ -104,6 +107,17 @@ static void *vforker(void *arg) {
 	return NULL;
 }
 
+static void *nothing(void *arg) { return arg; }
+
+static void *spawner(void *arg) {
+	(void)arg;
+	for (;;) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, nothing, NULL) == 0) pthread_join(t, NULL);
+	}
+	return NULL;
+}
+
 static void *exiter(void *arg) {
 	long ms = (long)arg;
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -113,16 +127,18 @@ static void *exiter(void *arg) {
 	return NULL;
 }
 
+static void *serve(void *arg);
+
 static void start(void *(*fn)(void *), void *arg) {
 	pthread_t t;
 	if (pthread_create(&t, NULL, fn, arg) != 0) _exit(4);
 }
 
 int main(int argc, char **argv) {
-	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, strict = 0, fill = 0, vf = 0;
+	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, fill = 0, vf = 0, spawn = 0, busy = 0;
 	long exit_ms = -1;
 	int opt;
-	while ((opt = getopt(argc, argv, "m:S:L:Waslx:v")) != -1) {
+	while ((opt = getopt(argc, argv, "m:S:L:Waslx:vTB")) != -1) {
 		switch (opt) {
 		case 'm': masters = atoi(optarg); break;
 		case 'S': spinners = atoi(optarg); break;
@@ -133,6 +149,8 @@ int main(int argc, char **argv) {
 		case 'l': fill = 1; break;
 		case 'x': exit_ms = atol(optarg); break;
 		case 'v': vf = 1; break;
+		case 'T': spawn = 1; break;
+		case 'B': busy = 1; break;
 		default: return 2;
 		}
 	}
@@ -165,11 +183,21 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < sleepers; i++) start(sleeper, NULL);
 	if (streaming) start(stream, NULL);
 	if (vf) start(vforker, NULL);
+	if (spawn) start(spawner, NULL);
 	len += (size_t)snprintf(ready + len, sizeof ready - len, "\n");
 	out(ready);
 	if (exit_ms >= 0) start(exiter, (void *)exit_ms);
 	if (strict && prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0) return 8;
+	if (busy) {
+		start(serve, (void *)(long)streaming);
+		spin(NULL);
+	}
+	serve((void *)(long)streaming);
+	return 0;
+}
 
+static void *serve(void *arg) {
+	int streaming = (int)(long)arg;
 	// Serve stdin: only read and write from here on (strict seccomp).
 	static char buf[4096], line[4200];
 	size_t have = 0;
@@ -208,4 +236,5 @@ int main(int argc, char **argv) {
 			have -= used;
 		}
 	}
+	return NULL;
 }
