@@ -166,9 +166,11 @@ type run struct {
 	t       Target
 	method  Method
 	seccomp int
-	log     *zap.Logger
-	rep     *Report
-	pidfd   int
+	// closeReason says why close is used when devnull was asked for.
+	closeReason string
+	log         *zap.Logger
+	rep         *Report
+	pidfd       int
 	// copies maps each candidate fd to our pidfd_getfd copy of it.
 	copies     map[int]int
 	tr         *tracer
@@ -225,6 +227,7 @@ func (r *run) do(ctx context.Context) error {
 		// A filter may forbid mmap or openat, and some filters kill: keep
 		// to the one call every filter allows.
 		r.method = MethodClose
+		r.closeReason = "closed instead of /dev/null: the target has a seccomp filter"
 		for i := range r.rep.FDs {
 			r.rep.FDs[i].Method = MethodClose
 		}

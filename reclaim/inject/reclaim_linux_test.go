@@ -474,3 +474,20 @@ func TestReclaimBusyLeaderAndNewThreads(t *testing.T) {
 		t.Errorf("left stopped: %v", s)
 	}
 }
+
+// TestReclaimSeccompFilterUsesClose: a filter may forbid mmap or openat, so
+// a filtered target gets the close method, and is told so.
+func TestReclaimSeccompFilterUsesClose(t *testing.T) {
+	tg := startTarget(t, program(t, "target"), "-m", "6", "-f")
+	tg.echo("filtered")
+	rep := reclaim(t, tg, tg.readyFDs(), MethodDevNull)
+	if rep.Done() != 6 || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "seccomp") {
+		t.Fatalf("%+v", rep)
+	}
+	for _, r := range rep.FDs {
+		if r.Method != MethodClose || !strings.Contains(r.Reason, "seccomp") || tg.fdLink(r.FD) != "closed" {
+			t.Errorf("fd %d: %+v now %q", r.FD, r, tg.fdLink(r.FD))
+		}
+	}
+	tg.echo("filtered-after")
+}

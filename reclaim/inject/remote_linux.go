@@ -62,7 +62,7 @@ func (r *run) inject(cloexec map[int]bool) (err error) {
 	}
 
 	tmp := -1
-	openFailure := ""
+	openFailure := r.closeReason
 	retryOpen := r.method == MethodDevNull
 	for _, fd := range fds {
 		res := r.result(fd)

@@ -11,6 +11,7 @@
 //   -v     one thread blocks in vfork() until its child is killed
 //   -T     a thread creating and joining short-lived threads nonstop
 //   -B     the main thread spins; another thread serves stdin
+//   -f     install a seccomp filter (allowing everything) after setup
 //
 // It prints "READY <fd>..." then echoes each stdin line as "ECHO <line>".
 // "COUNT" answers "COUNT <sigusr1 received> <EINTRs seen>"; "EXIT" exits 0.
@@ -18,6 +19,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -129,16 +131,23 @@ static void *exiter(void *arg) {
 
 static void *serve(void *arg);
 
+static int allow_all_filter(void) {
+	struct sock_filter code[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+	struct sock_fprog prog = {1, code};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 static void start(void *(*fn)(void *), void *arg) {
 	pthread_t t;
 	if (pthread_create(&t, NULL, fn, arg) != 0) _exit(4);
 }
 
 int main(int argc, char **argv) {
-	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, fill = 0, vf = 0, spawn = 0, busy = 0;
+	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, fill = 0, vf = 0, spawn = 0, busy = 0, filter = 0;
 	long exit_ms = -1;
 	int opt;
-	while ((opt = getopt(argc, argv, "m:S:L:Waslx:vTB")) != -1) {
+	while ((opt = getopt(argc, argv, "m:S:L:Waslx:vTBf")) != -1) {
 		switch (opt) {
 		case 'm': masters = atoi(optarg); break;
 		case 'S': spinners = atoi(optarg); break;
@@ -151,6 +160,7 @@ int main(int argc, char **argv) {
 		case 'v': vf = 1; break;
 		case 'T': spawn = 1; break;
 		case 'B': busy = 1; break;
+		case 'f': filter = 1; break;
 		default: return 2;
 		}
 	}
@@ -188,6 +198,7 @@ int main(int argc, char **argv) {
 	out(ready);
 	if (exit_ms >= 0) start(exiter, (void *)exit_ms);
 	if (strict && prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT) != 0) return 8;
+	if (filter && allow_all_filter() != 0) return 10;
 	if (busy) {
 		start(serve, (void *)(long)streaming);
 		spin(NULL);
