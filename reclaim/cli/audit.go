@@ -49,8 +49,7 @@ apply if you named its process; with one, its allow rules decide.`,
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
 	f.BoolVar(&o.All, "all", false, "list live PTYs too")
 	f.IntSliceVar(&o.PIDs, "pid", nil, "only these processes (and their orphan children); repeatable")
-	f.DurationVar(&o.MinIdle, "min-idle", defaultMinIdle, "a PTY with I/O more recent than this is live; also the minimum age of an orphan")
-	f.StringVar(&o.PolicyPath, "policy", "", "policy file (default: the installed one, if any)")
+	addScanFlags(f, &o.MinIdle, &o.PolicyPath)
 	f.BoolVar(&o.FailOnLeaks, "fail-on-leaks", false, "exit with code 3 when a leak candidate is found")
 	return cmd
 }
@@ -68,7 +67,7 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 	if err := checkPIDs(res.snap, o.PIDs); err != nil {
 		return err
 	}
-	findings := filterFindings(res.findings, o.PIDs, o.All)
+	findings := filterFindings(res.findings, selectProcesses(o.PIDs, nil), o.All)
 	items := plan.Plan(findings, auditPlanOptions(env, pol))
 	if o.JSON {
 		if err := writeJSON(env, report.NewAudit(res.snap, items)); err != nil {
@@ -96,10 +95,10 @@ func auditPlanOptions(env *Env, pol *policy.Policy) plan.Options {
 	return o
 }
 
-// filterFindings keeps leak candidates (and live PTYs with all) of the
-// named processes and of their orphan children.
-func filterFindings(fs []classify.Finding, pids []int, all bool) []classify.Finding {
-	sel := selectProcesses(pids, nil)
+// filterFindings keeps leak candidates (and live PTYs with all); with a
+// selection, only those of the selected processes and of their orphan
+// children, so the report speaks of what was asked.
+func filterFindings(fs []classify.Finding, sel func(*snapshot.Process) bool, all bool) []classify.Finding {
 	out := fs[:0:0]
 	for _, f := range fs {
 		if !all && !f.Leak() {

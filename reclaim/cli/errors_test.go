@@ -82,17 +82,7 @@ func TestAuditTableReadsAt80Columns(t *testing.T) {
 // root for the rest; it still exits 0.
 func TestAuditAsNonRootSaysItNeedsRoot(t *testing.T) {
 	testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "1") // a root process it cannot read
-	bin := filepath.Join(t.TempDir(), "ptyreclaim")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/ptyreclaim")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	// t.TempDir's directories are private to root; nobody must reach the binary.
-	for d := filepath.Dir(bin); d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := buildForNobody(t)
 	cmd := exec.Command(bin, "audit")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
@@ -101,5 +91,27 @@ func TestAuditAsNonRootSaysItNeedsRoot(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "not root") || !strings.Contains(string(out), "run as root") {
 		t.Errorf("non-root audit should say it needs root:\n%s", out)
+	}
+}
+
+// buildForNobody builds the ptyreclaim binary where an unprivileged user
+// can run it (t.TempDir's directories are private to root).
+func buildForNobody(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ptyreclaim")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ptyreclaim").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	openToAll(t, bin)
+	return bin
+}
+
+// openToAll makes the directories above path reachable by every user.
+func openToAll(t *testing.T, path string) {
+	t.Helper()
+	for d := filepath.Dir(path); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
@@ -33,6 +34,12 @@ func loadPolicy(path string) (*policy.Policy, error) {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
 	}
 	return pol, nil
+}
+
+// addScanFlags adds the flags every command that classifies shares.
+func addScanFlags(f *pflag.FlagSet, minIdle *time.Duration, policyPath *string) {
+	f.DurationVar(minIdle, "min-idle", defaultMinIdle, "a PTY with I/O more recent than this is live; also the minimum age of an orphan")
+	f.StringVar(policyPath, "policy", "", "policy file (default: the installed one, if any)")
 }
 
 // scanOptions are what every command that looks at findings shares.

@@ -1,7 +1,232 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// ReleaseOptions are the flags of `ptyreclaim release`.
+type ReleaseOptions struct {
+	PIDs       []int
+	Names      []string
+	All        bool
+	Orphans    bool
+	Method     string
+	MinIdle    time.Duration
+	MinIdleSet bool
+	PolicyPath string
+	DryRun     bool
+	Yes        bool
+	JSON       bool
+}
 
 func newReleaseCmd(env *Env) *cobra.Command {
-	return &cobra.Command{Use: "release", Hidden: true}
+	o := &ReleaseOptions{}
+	cmd := &cobra.Command{
+		Use:   "release",
+		Short: "Release leaked PTY fds inside running programs, and end stuck children",
+		Long: `release replaces each leaked PTY fd of the named processes with /dev/null
+(or closes it, --method close) by running the calls inside the process while
+all its threads are frozen, then lets it go on exactly where it was.
+
+Only what audit lists as a leak is touched, and never a live PTY, pid 1,
+kernel threads, terminal servers, traced processes or what a deny rule names.
+With --pid or --name the named processes are acted on; with --all every
+candidate outside the deny rules; with neither, the policy's allow rules
+decide. --orphans also ends orphan children stuck forever in read().`,
+		Example: `  sudo ptyreclaim release --pid 6650 --dry-run
+  sudo ptyreclaim release --pid 6650 --yes
+  sudo ptyreclaim release --name node --orphans --min-idle 10m --yes --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.MinIdleSet = cmd.Flags().Changed("min-idle")
+			return RunRelease(cmd.Context(), env, o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntSliceVar(&o.PIDs, "pid", nil, "release in this process; repeatable")
+	f.StringSliceVar(&o.Names, "name", nil, "release in processes with this comm or executable base name; repeatable")
+	f.BoolVar(&o.All, "all", false, "release in every candidate outside the deny rules")
+	f.BoolVar(&o.Orphans, "orphans", false, "also end orphan children (of the named processes, or all with --all)")
+	f.StringVar(&o.Method, "method", "", "devnull (default: keeps the fd number owned) or close")
+	addScanFlags(f, &o.MinIdle, &o.PolicyPath)
+	f.BoolVar(&o.DryRun, "dry-run", false, "show what would be done, change nothing")
+	f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
+	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	return cmd
+}
+
+// releaseReport is the document release --json prints.
+type releaseReport struct {
+	PoolBefore snapshot.Pool `json:"pool_before"`
+	PoolAfter  snapshot.Pool `json:"pool_after"`
+	Actions    []act.Action  `json:"actions"`
+}
+
+// RunRelease is `ptyreclaim release`.
+func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
+	if o.Method != "" && o.Method != policy.MethodDevNull && o.Method != policy.MethodClose {
+		return usageErrorf("--method %q: want devnull or close", o.Method)
+	}
+	if o.All && (len(o.PIDs) > 0 || len(o.Names) > 0) {
+		return usageErrorf("--all cannot be combined with --pid or --name")
+	}
+	if !o.DryRun && !o.Yes && !env.IO.Terminal {
+		return usageErrorf("release changes running programs: pass --yes to confirm, or --dry-run to look first (no terminal to ask on)")
+	}
+	if os.Geteuid() != 0 && !o.DryRun {
+		return usageErrorf("release needs root: it runs calls inside other processes (try: sudo ptyreclaim release ...); nothing was changed")
+	}
+	pol, err := loadPolicy(o.PolicyPath)
+	if err != nil {
+		return err
+	}
+	res, err := scan(ctx, env, scanOptions{minIdle: o.MinIdle, minIdleSet: o.MinIdleSet, policy: pol})
+	if err != nil {
+		return err
+	}
+	if err := checkPIDs(res.snap, o.PIDs); err != nil {
+		return err
+	}
+	if err := checkNames(res.snap, o.Names); err != nil {
+		return err
+	}
+	popts := plan.Options{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method,
+		Select: selectProcesses(o.PIDs, o.Names)}
+	if o.All {
+		popts.Select = func(*snapshot.Process) bool { return true }
+	}
+	items := plan.Plan(filterFindings(res.findings, popts.Select, false), popts)
+
+	if o.DryRun {
+		return writeReleasePlan(env, o, res.snap, items)
+	}
+	if n := countActions(items); n > 0 && !o.Yes {
+		if !confirm(env, fmt.Sprintf("Release %s? [y/N] ", describe(items))) {
+			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
+		}
+	}
+	exec := &act.Executor{Log: env.Log, Platform: newPlatform(res.snap)}
+	actions := exec.Run(ctx, items)
+	after, err := env.Source.Pool()
+	if err != nil {
+		return err
+	}
+	rep := releaseReport{PoolBefore: res.snap.Pool, PoolAfter: after, Actions: actions}
+	if o.JSON {
+		if err := writeJSON(env, rep); err != nil {
+			return err
+		}
+	} else {
+		writeReleaseTable(env, rep)
+	}
+	if n := countResult(actions, act.Failed); n > 0 {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, countActions(items))}
+	}
+	return nil
+}
+
+func checkNames(snap *snapshot.Snapshot, names []string) error {
+	for _, n := range names {
+		sel := selectProcesses(nil, []string{n})
+		found := false
+		for _, p := range snap.Processes {
+			if sel(p) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return usageErrorf("--name %s: no such process", n)
+		}
+	}
+	return nil
+}
+
+func countActions(items []plan.Item) int {
+	n := 0
+	for _, it := range items {
+		if it.Verdict != plan.Skip {
+			n++
+		}
+	}
+	return n
+}
+
+func countResult(actions []act.Action, result string) int {
+	n := 0
+	for _, a := range actions {
+		if a.Result == result {
+			n++
+		}
+	}
+	return n
+}
+
+func describe(items []plan.Item) string {
+	fds, kills := 0, 0
+	procs := map[int]bool{}
+	for _, it := range items {
+		switch it.Verdict {
+		case plan.Reclaim:
+			fds++
+			procs[it.Process.PID] = true
+		case plan.Kill:
+			kills++
+		}
+	}
+	return fmt.Sprintf("%d PTY fds in %d processes and end %d stuck children", fds, len(procs), kills)
+}
+
+func confirm(env *Env, question string) bool {
+	fmt.Fprint(env.IO.Err, question)
+	line, _ := bufio.NewReader(env.IO.In).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes"
+}
+
+func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, items []plan.Item) error {
+	if o.JSON {
+		var actions []act.Action
+		for _, it := range items {
+			reason := "dry run: would " + string(it.Verdict)
+			if it.Verdict == plan.Skip {
+				reason = it.Reason
+			}
+			actions = append(actions, act.NewAction(it, act.Skipped, reason))
+		}
+		return writeJSON(env, releaseReport{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions})
+	}
+	fmt.Fprintf(env.IO.Out, "Dry run: would release %s. Nothing was changed.\n", describe(items))
+	report.WriteAuditTable(env.IO.Out, snap, items)
+	return nil
+}
+
+func writeReleaseTable(env *Env, rep releaseReport) {
+	w := env.IO.Out
+	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
+		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
+		countResult(rep.Actions, act.Done), countResult(rep.Actions, act.Skipped), countResult(rep.Actions, act.Failed))
+	for _, a := range rep.Actions {
+		if a.Result == act.Done && a.Reason == "" {
+			continue
+		}
+		what := fmt.Sprintf("pid %d %s", a.PID, a.Kind)
+		if a.FD != nil {
+			what = fmt.Sprintf("pid %d fd %d (pts/%d)", a.PID, *a.FD, *a.Index)
+		}
+		fmt.Fprintf(w, "  %-7s %s: %s\n", a.Result, what, a.Reason)
+	}
 }

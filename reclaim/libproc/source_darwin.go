@@ -40,7 +40,6 @@ func denied(err error) bool {
 type procRead struct {
 	proc  *snapshot.Process
 	fds   []FDInfo // every fd, for the pipe pass; nil when unreadable
-	scan  bool
 	tasks int
 }
 
@@ -77,19 +76,13 @@ func (s *source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 	if err != nil {
 		return nil, fmt.Errorf("libproc: %w", err)
 	}
-	scope := make(map[int]bool, len(opts.PIDs))
-	for _, pid := range opts.PIDs {
-		scope[pid] = true
-	}
-
 	var reads []*procRead
 	revoked, kqUnchecked := 0, 0
 	for _, pid := range pids {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		inScope := len(scope) == 0 || scope[pid]
-		r, rv, kq := s.readProcess(l, pid, inScope, majors)
+		r, rv, kq := s.readProcess(l, pid, majors)
 		if r == nil {
 			continue
 		}
@@ -119,6 +112,19 @@ func (s *source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 	}
 	sort.Slice(snap.Processes, func(i, j int) bool { return snap.Processes[i].PID < snap.Processes[j].PID })
 	return snap, nil
+}
+
+// Pool counts the /dev/ttysNNN nodes in use and reads kern.tty.ptmx_max.
+func (s *source) Pool() (snapshot.Pool, error) {
+	_, inUse, err := readMajors()
+	if err != nil {
+		return snapshot.Pool{}, fmt.Errorf("libproc: %w", err)
+	}
+	limit, err := unix.SysctlUint32("kern.tty.ptmx_max")
+	if err != nil {
+		return snapshot.Pool{}, fmt.Errorf("sysctl kern.tty.ptmx_max: %w", err)
+	}
+	return snapshot.Pool{InUse: inUse, Limit: int(limit)}, nil
 }
 
 // readMajors learns the PTY majors and counts the PTYs in use. /dev/ptmx
@@ -163,7 +169,7 @@ func ptyInfo(id snapshot.PTYID) *snapshot.PTY {
 
 // readProcess reads one process. It returns nil when the process vanished,
 // the number of revoked vnode fds seen, and 1 when a kqueue could not be read.
-func (s *source) readProcess(l *lib, pid int, scan bool, majors Majors) (*procRead, int, int) {
+func (s *source) readProcess(l *lib, pid int, majors Majors) (*procRead, int, int) {
 	log := s.log.With(zap.Int("pid", pid))
 	bsd, err := l.bsdInfo(pid)
 	unreadable := false
@@ -184,7 +190,7 @@ func (s *source) readProcess(l *lib, pid int, scan bool, majors Majors) (*procRe
 		return nil, 0, 0
 	}
 
-	r := &procRead{scan: scan}
+	r := &procRead{}
 	var details []FDDetail
 	if !unreadable {
 		fds, err := l.listFDs(pid)
@@ -198,7 +204,7 @@ func (s *source) readProcess(l *lib, pid int, scan bool, majors Majors) (*procRe
 		}
 	}
 	revoked := 0
-	if scan && r.fds != nil {
+	if r.fds != nil {
 		details = s.vnodeDetails(l, pid, r.fds, log)
 		revoked = countRevoked(details)
 	}
@@ -290,7 +296,7 @@ func (s *source) findBlocked(ctx context.Context, l *lib, snap *snapshot.Snapsho
 		probe := &BlockProbe{PID: p.PID, Threads: p.Threads}
 		probes = append(probes, probe)
 		byPID[p.PID] = probe
-		if !r.scan || p.PID == snap.Self || p.Threads != 1 || p.State == "Z" || r.fds == nil {
+		if p.PID == snap.Self || p.Threads != 1 || p.State == "Z" || r.fds == nil {
 			continue
 		}
 		if opts.OrphanMinAge > 0 && snap.Taken.Sub(p.Started) < opts.OrphanMinAge {

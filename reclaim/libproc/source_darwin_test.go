@@ -49,7 +49,7 @@ func TestLiveMastersAndWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	snap, err := NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{PIDs: []int{os.Getpid()}})
+	snap, err := NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestLiveStuckChild(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // let cat reach read()
 
 	pid := cmd.Process.Pid
-	snap, err := NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{PIDs: []int{pid}})
+	snap, err := NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

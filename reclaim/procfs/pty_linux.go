@@ -4,8 +4,12 @@ package procfs
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"os"
 	"runtime"
 	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -43,11 +47,9 @@ func SameFile(pid1, fd1, pid2, fd2 int) (bool, error) {
 
 // pairMasters establishes which PTY each master fd belongs to. All masters
 // share one inode, so the path tells nothing: we take a copy of the fd with
-// pidfd_getfd and ask the kernel for its peer with TIOCGPTPEER opened
-// O_PATH, which has no tty side effects. fstat of the peer gives the devpts
-// instance, the index and the slave's times. Without the rights for that
-// (not root) we fall back to fdinfo's tty-index and the holder's /dev/pts,
-// and mark the identity unproven.
+// pidfd_getfd and ask the kernel for its peer (see ptyOfCopy). Without the
+// rights for that (not root) we fall back to fdinfo's tty-index and the
+// holder's /dev/pts, and mark the identity unproven.
 func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -59,11 +61,11 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 		var peer unix.Stat_t
 		proven := false
 		if pidfd >= 0 {
-			var isMaster bool
-			isMaster, proven = peerOf(pidfd, fd, &peer)
-			if proven && !isMaster {
+			side, err := ptyOfFD(pidfd, fd, &peer)
+			if err == nil && side != snapshot.Master {
 				continue
 			}
+			proven = err == nil
 		}
 		if !proven && !s.guessPeer(pdir, fd, &peer) {
 			continue
@@ -80,34 +82,72 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 	}
 }
 
-// peerOf stats the slave paired with a master fd of another process.
-// ok is false when the copy could not be taken (rights, fd closed).
-func peerOf(pidfd, fd int, peer *unix.Stat_t) (isMaster, ok bool) {
+var errNotPTY = errors.New("not a PTY")
+
+// ptyOfFD takes a copy of another process's fd with pidfd_getfd and stats
+// the slave side of its PTY into slave: through TIOCGPTPEER for a master
+// (opened O_PATH, so no tty code runs and the PTY sees no new opener), or
+// the copy itself for a slave.
+func ptyOfFD(pidfd, fd int, slave *unix.Stat_t) (snapshot.Side, error) {
 	cp, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return false, false
+		return 0, err
 	}
 	defer unix.Close(cp)
-	var st unix.Stat_t
-	if err := unix.Fstat(cp, &st); err != nil {
-		return false, false
+	if err := unix.Fstat(cp, slave); err != nil {
+		return 0, err
 	}
-	if !IsPTMX(unix.Major(st.Rdev), unix.Minor(st.Rdev)) {
-		return false, true
+	major, minor := unix.Major(slave.Rdev), unix.Minor(slave.Rdev)
+	if _, ok := SlaveIndex(major, minor); ok && slave.Mode&unix.S_IFMT == unix.S_IFCHR {
+		return snapshot.Slave, nil
 	}
-	// O_PATH: the open runs no tty code, so the PTY sees no new opener.
+	if !IsPTMX(major, minor) {
+		return 0, errNotPTY
+	}
 	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(cp), unix.TIOCGPTPEER,
 		uintptr(unix.O_PATH|unix.O_NOCTTY|unix.O_CLOEXEC))
 	if errno != 0 {
-		return true, false
+		return 0, errno
 	}
-	pfd := int(r)
-	defer unix.Close(pfd)
-	if err := unix.Fstat(pfd, peer); err != nil {
-		return true, false
+	defer unix.Close(int(r))
+	if err := unix.Fstat(int(r), slave); err != nil {
+		return 0, err
 	}
-	return true, true
+	return snapshot.Master, nil
 }
+
+// Probe re-reads PTY facts about one process's fds through a single pidfd.
+// The release path uses it while the process is frozen, to prove an fd is
+// still the PTY the scan classified.
+type Probe struct {
+	pidfd int
+}
+
+// OpenProbe opens a probe on pid.
+func OpenProbe(pid int) (*Probe, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return &Probe{pidfd: pidfd}, nil
+}
+
+// PTY returns which side of which PTY fd is, and the PTY's last I/O time.
+func (p *Probe) PTY(fd int) (snapshot.Side, snapshot.PTYID, time.Time, error) {
+	var st unix.Stat_t
+	side, err := ptyOfFD(p.pidfd, fd, &st)
+	if err != nil {
+		return 0, snapshot.PTYID{}, time.Time{}, err
+	}
+	idx, ok := SlaveIndex(unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	if !ok {
+		return 0, snapshot.PTYID{}, time.Time{}, errNotPTY
+	}
+	return side, snapshot.PTYID{Instance: st.Dev, Index: idx}, lastIO(&st), nil
+}
+
+// Close releases the probe.
+func (p *Probe) Close() error { return unix.Close(p.pidfd) }
 
 // guessPeer finds a master's slave by fdinfo's tty-index in the holder's own
 // /dev/pts. Right in every ordinary case, but not proof.
@@ -217,4 +257,43 @@ func (s *scanner) maybeBlocked(pdir int, sc *procScan) bool {
 		SignalHandlers: st.SigCgt&^st.SigBlk != 0,
 	}
 	return true
+}
+
+// StartTime reads a process's start time (stat field 22), its identity
+// together with the pid.
+func StartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	st, err := ParseStat(b)
+	if err != nil {
+		return 0, err
+	}
+	return st.StartTime, nil
+}
+
+// BlockedPipeRead re-reads whether pid sleeps in read() on a pipe, and on
+// which fd and pipe inode. ok is false when it no longer does.
+func BlockedPipeRead(pid int) (fd int, ino uint64, ok bool) {
+	base := "/proc/" + strconv.Itoa(pid) + "/"
+	w, err := os.ReadFile(base + "wchan")
+	if err != nil || !bytes.Contains(w, []byte("pipe_read")) {
+		return 0, 0, false
+	}
+	b, err := os.ReadFile(base + "syscall")
+	if err != nil {
+		return 0, 0, false
+	}
+	call, err := ParseSyscall(b)
+	if err != nil || call.Running || call.InUser || !isReadSyscall(runtime.GOARCH, call.Nr) {
+		return 0, 0, false
+	}
+	fd = int(call.Args[0])
+	l, err := os.Readlink(base + "fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return 0, 0, false
+	}
+	kind, ino, _ := Link([]byte(l))
+	return fd, ino, kind == LinkPipe
 }

@@ -109,6 +109,9 @@ func (s *Source) scanAll(ctx context.Context, pids []int, clock clock, orphanMin
 	return out
 }
 
+// Pool reads the PTY pool.
+func (s *Source) Pool() (snapshot.Pool, error) { return ReadPool() }
+
 // ReadPool reads the number of PTYs in use and the limit.
 func ReadPool() (snapshot.Pool, error) {
 	nr, err := readIntFile("/proc/sys/kernel/pty/nr")

@@ -14,14 +14,14 @@ import (
 // Source takes a snapshot of the machine. Implementations are per platform.
 type Source interface {
 	Take(ctx context.Context, opts Options) (*Snapshot, error)
+	// Pool reads only the PTY pool, cheaply.
+	Pool() (Pool, error)
 }
 
-// Options narrows what a snapshot reads.
+// Options tune what a snapshot reads. Every process's fds are always read:
+// another process's slave fd or pipe write end decides whether a PTY is
+// live or a child stuck, so no scan may be narrowed to a few pids.
 type Options struct {
-	// PIDs, when not empty, limits fd scanning to these processes. Every
-	// process is still listed (controlling terminals and pipe writers of
-	// other processes decide liveness and stuckness).
-	PIDs []int
 	// OrphanMinAge skips the blocked-read probes of processes younger than
 	// this: they cannot be reported as orphans anyway.
 	OrphanMinAge time.Duration
@@ -38,8 +38,8 @@ type Snapshot struct {
 	Processes []*Process
 	// PTYs holds what is known about each PTY that some fd refers to.
 	PTYs map[PTYID]*PTY
-	// PipeWriters maps a pipe (by inode) to the pids holding an fd with write
-	// access to it. Only pipes some process is blocked reading are filled in.
+	// PipeWriters maps a pipe (Linux: its inode; macOS: the read end's
+	// pipe_handle) to the pids holding an fd with write access to it. Only pipes some process is blocked reading are filled in.
 	PipeWriters map[uint64][]int
 	// Unreadable counts processes whose fds could not be read (permissions).
 	Unreadable int
@@ -115,7 +115,8 @@ type PTYFD struct {
 	// the instance was inferred, so the fd must not be acted upon.
 	Proven bool
 	// HungUp marks a slave whose master is already closed (Linux
-	// "/dev/pts/N (deleted)"). It still pins the PTY.
+	// "/dev/pts/N (deleted)"). It still pins the PTY. Always false on macOS,
+	// where such slaves are revoked and no longer pin anything.
 	HungUp bool
 	// Watched is true when the holder still has the fd registered in one of
 	// its epoll (Linux) or kqueue (macOS) sets, confirmed exactly.
@@ -125,7 +126,7 @@ type PTYFD struct {
 // BlockedRead says a single-threaded process is blocked in read() on a pipe.
 type BlockedRead struct {
 	FD   int
-	Pipe uint64 // pipe inode
+	Pipe uint64 // pipe identity: Linux inode, macOS read end's pipe_handle
 	// SignalHandlers is true when a signal the process catches is not
 	// blocked: a handler could then run and write to the pipe (the self-pipe
 	// pattern), so the read is not proven to be stuck.

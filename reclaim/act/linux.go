@@ -1,0 +1,181 @@
+//go:build linux
+
+package act
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inject"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Linux releases fds with the ptrace injector and ends orphans through
+// pidfds.
+type Linux struct {
+	// Grace is how long an orphan gets between SIGTERM and SIGKILL.
+	Grace time.Duration
+	// LastIO returns the last I/O time the scan saw for a PTY.
+	LastIO func(id snapshot.PTYID) time.Time
+}
+
+var _ Platform = (*Linux)(nil)
+
+// Reclaim freezes p once for all its planned fds. Under the freeze, each fd
+// must still be the same side of the same PTY with the same last I/O time
+// as when it was scanned, or it is skipped.
+func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
+	byFD := make(map[int]plan.Item, len(items))
+	fds := make([]int, 0, len(items))
+	for _, it := range items {
+		byFD[it.FD] = it
+		fds = append(fds, it.FD)
+	}
+	fail := func(reason string) ([]Action, time.Duration) {
+		out := make([]Action, 0, len(items))
+		for _, it := range items {
+			out = append(out, NewAction(it, Failed, reason))
+		}
+		return out, 0
+	}
+	probe, err := procfs.OpenProbe(p.PID)
+	if err != nil {
+		return fail(fmt.Sprintf("pid %d: %v", p.PID, err))
+	}
+	defer probe.Close()
+
+	recheck := func(fd int) error {
+		it := byFD[fd]
+		side, id, lastIO, err := probe.PTY(fd)
+		switch {
+		case err != nil:
+			return fmt.Errorf("fd %d is no longer a PTY (%v)", fd, err)
+		case side != it.Side || id != it.PTY:
+			return fmt.Errorf("fd %d now names another PTY (%s %d): it was reused since the scan", fd, side, id.Index)
+		case !lastIO.Equal(l.LastIO(it.PTY)):
+			return fmt.Errorf("%s saw I/O since the scan", it.PTYName)
+		}
+		return nil
+	}
+	method := inject.Method(items[0].Method)
+	rep, err := inject.Reclaim(ctx, inject.Target{
+		PID: p.PID, StartTime: p.StartTime, FDs: fds, Method: method, Recheck: recheck,
+	}, log)
+	if err != nil {
+		return fail(err.Error())
+	}
+	results := make(map[int]inject.FDResult, len(rep.FDs))
+	for _, r := range rep.FDs {
+		results[r.FD] = r
+	}
+	out := make([]Action, 0, len(items))
+	for _, it := range items {
+		r, ok := results[it.FD]
+		if !ok {
+			out = append(out, NewAction(it, Failed, "the injector reported nothing for this fd"))
+			continue
+		}
+		a := NewAction(it, r.Result, r.Reason)
+		a.Method = string(r.Method)
+		out = append(out, a)
+	}
+	for _, n := range rep.Notes {
+		log.Info("injector note", zap.Int("pid", p.PID), zap.String("note", n))
+	}
+	return out, rep.Frozen
+}
+
+// Kill ends an orphan child: SIGTERM, a grace period, then SIGKILL. The
+// pidfd pins the process, and before each signal its start time and its
+// blocked read on the same pipe are checked again.
+func (l *Linux) Kill(ctx context.Context, it plan.Item, log *zap.Logger) Action {
+	p := it.Process
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return NewAction(it, Skipped, reasonExited)
+		}
+		return NewAction(it, Failed, fmt.Sprintf("pidfd_open: %v", err))
+	}
+	defer unix.Close(pidfd)
+	if reason := l.stillStuck(it); reason != "" {
+		return NewAction(it, Skipped, reason)
+	}
+	if a, done := signal(it, pidfd, unix.SIGTERM, l.Grace, log); done {
+		return a
+	}
+	// Still there after the grace period: only a process that is still the
+	// same one, stuck the same way, gets SIGKILL.
+	if reason := l.stillStuck(it); reason != "" {
+		if reason == reasonExited {
+			return NewAction(it, Done, "")
+		}
+		return NewAction(it, Skipped, "after SIGTERM "+reason)
+	}
+	if a, done := signal(it, pidfd, unix.SIGKILL, 5*time.Second, log); done {
+		return a
+	}
+	return NewAction(it, Failed, "still alive 5s after SIGKILL (in uninterruptible sleep?)")
+}
+
+// signal sends sig through the pidfd and waits up to d for the exit. done
+// is false when the process is still alive.
+func signal(it plan.Item, pidfd int, sig unix.Signal, d time.Duration, log *zap.Logger) (Action, bool) {
+	if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return NewAction(it, Done, ""), true
+		}
+		return NewAction(it, Failed, fmt.Sprintf("%s: %v", unix.SignalName(sig), err)), true
+	}
+	log.Debug("signal sent", zap.Int("pid", it.Process.PID), zap.String("signal", unix.SignalName(sig)))
+	if waitExit(pidfd, d) {
+		return NewAction(it, Done, ""), true
+	}
+	return Action{}, false
+}
+
+const reasonExited = "it already exited"
+
+// stillStuck re-checks identity and state; it returns why not, or "".
+func (l *Linux) stillStuck(it plan.Item) string {
+	p := it.Process
+	st, err := procfs.StartTime(p.PID)
+	if err != nil {
+		return reasonExited
+	}
+	if st != p.StartTime {
+		return fmt.Sprintf("pid %d is another process now (start time changed)", p.PID)
+	}
+	fd, _, ok := procfs.BlockedPipeRead(p.PID)
+	if !ok || fd != it.BlockedFD {
+		return "it is no longer blocked in the same read"
+	}
+	return ""
+}
+
+// waitExit waits until the pidfd reports the process exited (readable), up
+// to d.
+func waitExit(pidfd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(left.Milliseconds()))
+		if err == nil && n > 0 {
+			return true
+		}
+		if (err == nil || !errors.Is(err, unix.EINTR)) && time.Now().After(deadline) {
+			return false
+		}
+	}
+}
