@@ -281,6 +281,14 @@ func (t *tracer) onFreezeStop(th *thread, ws unix.WaitStatus) error {
 	}
 	sig := ws.StopSignal()
 	event := uint32(ws) >> 16
+	if event != unix.PTRACE_EVENT_STOP {
+		// Any ptrace trap clears a pending interrupt, so ask again while
+		// the thread is trapped: the kernel then stops it once more right
+		// after it is resumed.
+		if err := unix.PtraceInterrupt(th.tid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("cannot interrupt thread %d of pid %d: %v", th.tid, t.pid, err)
+		}
+	}
 	switch {
 	case event == unix.PTRACE_EVENT_STOP:
 		// Our interrupt, a new thread's first stop, or a group-stop; all
@@ -298,13 +306,13 @@ func (t *tracer) onFreezeStop(th *thread, ws unix.WaitStatus) error {
 				t.add(int(msg))
 			}
 		}
-		// The interrupt is still pending: it stops the thread right after.
 		return t.resume(th.tid, 0)
 	case event != 0 || sig == unix.SIGTRAP|0x80:
 		return t.resume(th.tid, 0)
 	default:
 		// A signal-delivery stop is not ours: deliver the signal now, so
-		// that it is neither lost nor delayed; the interrupt still follows.
+		// that it is neither lost nor delayed; the renewed interrupt
+		// stops the thread right after.
 		t.log.Debug("passing on signal during freeze", zap.Int("tid", th.tid), zap.Stringer("signal", sig))
 		return t.resume(th.tid, sig)
 	}
