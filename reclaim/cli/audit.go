@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -60,21 +60,25 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := scan(ctx, env, scanOptions{minIdle: o.MinIdle, minIdleSet: o.MinIdleSet, policy: pol})
+	minIdle, err := minIdleFlag(o.MinIdle, o.MinIdleSet)
 	if err != nil {
 		return err
 	}
-	if err := checkPIDs(res.snap, o.PIDs); err != nil {
+	res, err := pipeline.Take(ctx, env.Source, pol, minIdle, env.Log)
+	if err != nil {
 		return err
 	}
-	findings := filterFindings(res.findings, selectProcesses(o.PIDs, nil), o.All)
+	if err := checkPIDs(res.Snap, o.PIDs); err != nil {
+		return err
+	}
+	findings := pipeline.Filter(res.Findings, pipeline.Select(o.PIDs, nil), o.All)
 	items := plan.Plan(findings, auditPlanOptions(env, pol))
 	if o.JSON {
-		if err := writeJSON(env, report.NewAudit(res.snap, items)); err != nil {
+		if err := writeJSON(env, report.NewAudit(res.Snap, items)); err != nil {
 			return err
 		}
 	} else {
-		report.WriteAuditTable(env.IO.Out, res.snap, items)
+		report.WriteAuditTable(env.IO.Out, res.Snap, items)
 	}
 	if o.FailOnLeaks {
 		if n := countLeaks(items); n > 0 {
@@ -93,23 +97,6 @@ func auditPlanOptions(env *Env, pol *policy.Policy) plan.Options {
 		o.Select = func(*snapshot.Process) bool { return true }
 	}
 	return o
-}
-
-// filterFindings keeps leak candidates (and live PTYs with all); with a
-// selection, only those of the selected processes and of their orphan
-// children, so the report speaks of what was asked.
-func filterFindings(fs []classify.Finding, sel func(*snapshot.Process) bool, all bool) []classify.Finding {
-	out := fs[:0:0]
-	for _, f := range fs {
-		if !all && !f.Leak() {
-			continue
-		}
-		if sel != nil && !sel(f.Process) && !(f.Kind == classify.KindOrphan && sel(&snapshot.Process{PID: f.Process.PPID})) {
-			continue
-		}
-		out = append(out, f)
-	}
-	return out
 }
 
 func countLeaks(items []plan.Item) int {

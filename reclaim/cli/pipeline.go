@@ -1,16 +1,11 @@
 package cli
 
 import (
-	"context"
-	"fmt"
 	"time"
 
 	"github.com/spf13/pflag"
-	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -42,51 +37,16 @@ func addScanFlags(f *pflag.FlagSet, minIdle *time.Duration, policyPath *string) 
 	f.StringVar(policyPath, "policy", "", "policy file (default: the installed one, if any)")
 }
 
-// scanOptions are what every command that looks at findings shares.
-type scanOptions struct {
-	minIdle    time.Duration
-	minIdleSet bool
-	policy     *policy.Policy
-}
-
-func (o scanOptions) minIdleFlag() *time.Duration {
-	if !o.minIdleSet {
-		return nil
+// minIdleFlag returns --min-idle when it was given, else nil (the policy
+// decides).
+func minIdleFlag(d time.Duration, set bool) (*time.Duration, error) {
+	if !set {
+		return nil, nil
 	}
-	return &o.minIdle
-}
-
-// scanResult is a snapshot with its classification.
-type scanResult struct {
-	snap     *snapshot.Snapshot
-	findings []classify.Finding
-}
-
-// scan takes a snapshot and classifies it: the shared first half of every
-// command (snapshot -> classify).
-func scan(ctx context.Context, env *Env, o scanOptions) (*scanResult, error) {
-	if o.minIdleSet && o.minIdle < 0 {
-		return nil, usageErrorf("--min-idle %s: must not be negative", o.minIdle)
+	if d < 0 {
+		return nil, usageErrorf("--min-idle %s: must not be negative", d)
 	}
-	// Orphans younger than the smallest bar in play cannot be reported,
-	// so the scanner need not probe them.
-	orphanAge := o.policy.Defaults.MinIdle
-	if o.minIdleSet {
-		orphanAge = o.minIdle
-	}
-	orphanAge = min(orphanAge, o.policy.Pressure.MinIdle)
-	start := time.Now()
-	snap, err := env.Source.Take(ctx, snapshot.Options{OrphanMinAge: orphanAge})
-	if err != nil {
-		return nil, fmt.Errorf("reading processes: %w", err)
-	}
-	env.Log.Debug("snapshot taken", zap.Duration("took", time.Since(start)),
-		zap.Int("processes", len(snap.Processes)), zap.Int("ptys", len(snap.PTYs)))
-	findings := classify.Classify(snap, classify.Options{
-		Now:     snap.Taken,
-		MinIdle: plan.MinIdle(snap, o.policy, o.minIdleFlag()),
-	})
-	return &scanResult{snap: snap, findings: findings}, nil
+	return &d, nil
 }
 
 // checkPIDs makes sure every pid named on the command line exists, so a
@@ -101,34 +61,4 @@ func checkPIDs(snap *snapshot.Snapshot, pids []int) error {
 		}
 	}
 	return nil
-}
-
-// selectProcesses returns a matcher for --pid and --name, or nil when
-// neither is given.
-func selectProcesses(pids []int, names []string) func(*snapshot.Process) bool {
-	if len(pids) == 0 && len(names) == 0 {
-		return nil
-	}
-	return func(p *snapshot.Process) bool {
-		for _, pid := range pids {
-			if p.PID == pid {
-				return true
-			}
-		}
-		for _, n := range names {
-			if p.Comm == n || (p.Exe != "" && baseName(p.Exe) == n) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-func baseName(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[i+1:]
-		}
-	}
-	return path
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -68,13 +69,6 @@ decide. --orphans also ends orphan children stuck forever in read().`,
 	return cmd
 }
 
-// releaseReport is the document release --json prints.
-type releaseReport struct {
-	PoolBefore snapshot.Pool `json:"pool_before"`
-	PoolAfter  snapshot.Pool `json:"pool_after"`
-	Actions    []act.Action  `json:"actions"`
-}
-
 // RunRelease is `ptyreclaim release`.
 func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if o.Method != "" && o.Method != policy.MethodDevNull && o.Method != policy.MethodClose {
@@ -93,54 +87,61 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := scan(ctx, env, scanOptions{minIdle: o.MinIdle, minIdleSet: o.MinIdleSet, policy: pol})
+	minIdle, err := minIdleFlag(o.MinIdle, o.MinIdleSet)
 	if err != nil {
 		return err
 	}
-	if err := checkPIDs(res.snap, o.PIDs); err != nil {
+	res, err := pipeline.Take(ctx, env.Source, pol, minIdle, env.Log)
+	if err != nil {
 		return err
 	}
-	if err := checkNames(res.snap, o.Names); err != nil {
+	if err := checkPIDs(res.Snap, o.PIDs); err != nil {
+		return err
+	}
+	if err := checkNames(res.Snap, o.Names); err != nil {
 		return err
 	}
 	popts := plan.Options{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method,
-		Select: selectProcesses(o.PIDs, o.Names)}
+		Select: pipeline.Select(o.PIDs, o.Names)}
 	if o.All {
 		popts.Select = func(*snapshot.Process) bool { return true }
 	}
-	items := plan.Plan(filterFindings(res.findings, popts.Select, false), popts)
+	items := plan.Plan(pipeline.Filter(res.Findings, popts.Select, false), popts)
 
 	if o.DryRun {
-		return writeReleasePlan(env, o, res.snap, items)
+		return writeReleasePlan(env, o, res.Snap, items)
 	}
-	if n := countActions(items); n > 0 && !o.Yes {
+	if n := pipeline.CountActions(items); n > 0 && !o.Yes {
 		if !confirm(env, fmt.Sprintf("Release %s? [y/N] ", describe(items))) {
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
 		}
 	}
-	exec := &act.Executor{Log: env.Log, Platform: newPlatform(res.snap)}
-	actions := exec.Run(ctx, items)
-	after, err := env.Source.Pool()
+	exec := &act.Executor{Log: env.Log, Platform: newPlatform(res.Snap)}
+	rep, err := pipeline.Release(ctx, env.Source, exec, res.Snap.Pool, items)
 	if err != nil {
 		return err
 	}
-	rep := releaseReport{PoolBefore: res.snap.Pool, PoolAfter: after, Actions: actions}
-	if o.JSON {
+	return writeReleaseReport(env, o.JSON, rep, pipeline.CountActions(items))
+}
+
+// writeReleaseReport prints what a release did; failed actions make exit 1.
+func writeReleaseReport(env *Env, asJSON bool, rep pipeline.Report, planned int) error {
+	if asJSON {
 		if err := writeJSON(env, rep); err != nil {
 			return err
 		}
 	} else {
 		writeReleaseTable(env, rep)
 	}
-	if n := countResult(actions, act.Failed); n > 0 {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, countActions(items))}
+	if n := pipeline.CountResult(rep.Actions, act.Failed); n > 0 {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, planned)}
 	}
 	return nil
 }
 
 func checkNames(snap *snapshot.Snapshot, names []string) error {
 	for _, n := range names {
-		sel := selectProcesses(nil, []string{n})
+		sel := pipeline.Select(nil, []string{n})
 		found := false
 		for _, p := range snap.Processes {
 			if sel(p) {
@@ -153,26 +154,6 @@ func checkNames(snap *snapshot.Snapshot, names []string) error {
 		}
 	}
 	return nil
-}
-
-func countActions(items []plan.Item) int {
-	n := 0
-	for _, it := range items {
-		if it.Verdict != plan.Skip {
-			n++
-		}
-	}
-	return n
-}
-
-func countResult(actions []act.Action, result string) int {
-	n := 0
-	for _, a := range actions {
-		if a.Result == result {
-			n++
-		}
-	}
-	return n
 }
 
 func describe(items []plan.Item) string {
@@ -207,18 +188,18 @@ func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, item
 			}
 			actions = append(actions, act.NewAction(it, act.Skipped, reason))
 		}
-		return writeJSON(env, releaseReport{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions})
+		return writeJSON(env, pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions})
 	}
 	fmt.Fprintf(env.IO.Out, "Dry run: would release %s. Nothing was changed.\n", describe(items))
 	report.WriteAuditTable(env.IO.Out, snap, items)
 	return nil
 }
 
-func writeReleaseTable(env *Env, rep releaseReport) {
+func writeReleaseTable(env *Env, rep pipeline.Report) {
 	w := env.IO.Out
 	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
 		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
-		countResult(rep.Actions, act.Done), countResult(rep.Actions, act.Skipped), countResult(rep.Actions, act.Failed))
+		pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Skipped), pipeline.CountResult(rep.Actions, act.Failed))
 	for _, a := range rep.Actions {
 		if a.Result == act.Done && a.Reason == "" {
 			continue

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 )
 
-func releaseJSON(t *testing.T, args ...string) (releaseReport, int, string) {
+func releaseJSON(t *testing.T, args ...string) (pipeline.Report, int, string) {
 	t.Helper()
 	out, errs, code := run(t, append([]string{"release", "--json", "--yes"}, args...)...)
-	var r releaseReport
+	var r pipeline.Report
 	if out != "" {
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("release JSON: %v\n%s", err, out)

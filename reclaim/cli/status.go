@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
@@ -45,11 +46,11 @@ func RunStatus(ctx context.Context, env *Env, o *StatusOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := scan(ctx, env, scanOptions{policy: pol})
+	res, err := pipeline.Take(ctx, env.Source, pol, nil, env.Log)
 	if err != nil {
 		return err
 	}
-	st := report.NewStatus(res.snap, res.findings, o.Top)
+	st := report.NewStatus(res.Snap, res.Findings, o.Top)
 	if o.JSON {
 		return writeJSON(env, st)
 	}

@@ -1,0 +1,128 @@
+// Package pipeline strings the stages together (snapshot -> classify ->
+// plan -> act) for the commands and the daemon, so that `release`, the
+// daemon's cycle and its self-service requests run one and the same flow.
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Scan is a snapshot with its classification.
+type Scan struct {
+	Snap     *snapshot.Snapshot
+	Findings []classify.Finding
+	Took     time.Duration
+}
+
+// Take takes a snapshot and classifies it. minIdle, when not nil, is the
+// command line's --min-idle; otherwise the policy decides.
+func Take(ctx context.Context, src snapshot.Source, pol *policy.Policy, minIdle *time.Duration, log *zap.Logger) (*Scan, error) {
+	// Orphans younger than the smallest bar in play cannot be reported,
+	// so the scanner need not probe them.
+	orphanAge := pol.Defaults.MinIdle
+	if minIdle != nil {
+		orphanAge = *minIdle
+	}
+	orphanAge = min(orphanAge, pol.Pressure.MinIdle)
+	start := time.Now()
+	snap, err := src.Take(ctx, snapshot.Options{OrphanMinAge: orphanAge})
+	if err != nil {
+		return nil, fmt.Errorf("reading processes: %w", err)
+	}
+	took := time.Since(start)
+	log.Debug("snapshot taken", zap.Duration("took", took),
+		zap.Int("processes", len(snap.Processes)), zap.Int("ptys", len(snap.PTYs)))
+	findings := classify.Classify(snap, classify.Options{
+		Now:     snap.Taken,
+		MinIdle: plan.MinIdle(snap, pol, minIdle),
+	})
+	return &Scan{Snap: snap, Findings: findings, Took: took}, nil
+}
+
+// Filter keeps leak candidates (and live PTYs with all); with a selection,
+// only those of the selected processes and of their orphan children, so
+// that a report speaks of what was asked.
+func Filter(fs []classify.Finding, sel func(*snapshot.Process) bool, all bool) []classify.Finding {
+	out := fs[:0:0]
+	for _, f := range fs {
+		if !all && !f.Leak() {
+			continue
+		}
+		if sel != nil && !sel(f.Process) && !(f.Kind == classify.KindOrphan && sel(&snapshot.Process{PID: f.Process.PPID})) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Select returns a matcher for processes named by pid or by name (comm or
+// executable base name), or nil when none is named.
+func Select(pids []int, names []string) func(*snapshot.Process) bool {
+	if len(pids) == 0 && len(names) == 0 {
+		return nil
+	}
+	return func(p *snapshot.Process) bool {
+		for _, pid := range pids {
+			if p.PID == pid {
+				return true
+			}
+		}
+		for _, n := range names {
+			if p.Comm == n || (p.Exe != "" && path.Base(p.Exe) == n) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Report is what a release did: the document release --json prints.
+type Report struct {
+	PoolBefore snapshot.Pool `json:"pool_before"`
+	PoolAfter  snapshot.Pool `json:"pool_after"`
+	Actions    []act.Action  `json:"actions"`
+}
+
+// Release carries out planned items and reads the pool afterwards.
+func Release(ctx context.Context, src snapshot.Source, exec *act.Executor, before snapshot.Pool, items []plan.Item) (Report, error) {
+	actions := exec.Run(ctx, items)
+	after, err := src.Pool()
+	if err != nil {
+		return Report{}, err
+	}
+	return Report{PoolBefore: before, PoolAfter: after, Actions: actions}, nil
+}
+
+// CountActions counts the items that will be acted on.
+func CountActions(items []plan.Item) int {
+	n := 0
+	for _, it := range items {
+		if it.Verdict != plan.Skip {
+			n++
+		}
+	}
+	return n
+}
+
+// CountResult counts actions with a result.
+func CountResult(actions []act.Action, result string) int {
+	n := 0
+	for _, a := range actions {
+		if a.Result == result {
+			n++
+		}
+	}
+	return n
+}
