@@ -51,7 +51,7 @@ if [ "$GOARCH" = "$(go env GOHOSTARCH)" ]; then
 fi
 
 # 2. Completions and man pages (the generator runs on the host).
-GOOS= GOARCH= go run ./packaging/gen -out dist/gen -version "$VERSION"
+GOOS='' GOARCH='' go run ./packaging/gen -out dist/gen -version "$VERSION"
 gzip -9n dist/gen/man/*.1
 
 # 3. Docs. README.md and SECURITY.md come from the repository root; a missing
@@ -73,7 +73,7 @@ if [ -z "$NFPM" ] && [ -x "$(go env GOPATH)/bin/nfpm" ]; then
 fi
 if [ -z "$NFPM" ]; then
 	echo "build.sh: installing nfpm $NFPM_VERSION with go install"
-	GOOS= GOARCH= GOFLAGS= go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION" ||
+	GOOS='' GOARCH='' GOFLAGS='' go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION" ||
 		die "go install nfpm@$NFPM_VERSION failed"
 	NFPM=$(go env GOPATH)/bin/nfpm
 fi
