@@ -217,6 +217,15 @@ for c in daemon version; do
 done
 bash -n "$root/usr/share/bash-completion/completions/ptyreclaim" 2>/dev/null &&
 	ok "bash completion parses" || fail "bash completion has a syntax error"
+# zsh and fish only when installed (not worth installing for a syntax check).
+if command -v zsh >/dev/null; then
+	zsh -n "$root/usr/share/zsh/vendor-completions/_ptyreclaim" 2>/dev/null &&
+		ok "zsh completion parses" || fail "zsh completion has a syntax error"
+fi
+if command -v fish >/dev/null; then
+	fish -n "$root/usr/share/fish/vendor_completions.d/ptyreclaim.fish" 2>/dev/null &&
+		ok "fish completion parses" || fail "fish completion has a syntax error"
+fi
 
 # The unit, with systemd-analyze verify against the extracted tree as root:
 # the host's own units supply sysinit.target and friends, and ExecStart
