@@ -66,10 +66,16 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		method = o.Policy.Defaults.Method
 	}
 	perProcess := map[int]int{}
+	decisions := map[int]processDecision{}
 	items := make([]Item, 0, len(findings))
 	for _, f := range findings {
+		d, ok := decisions[f.Process.PID]
+		if !ok {
+			d = decideProcess(f.Process, o)
+			decisions[f.Process.PID] = d
+		}
 		it := Item{Finding: f, Verdict: Skip}
-		it.Reason = decide(f, o)
+		it.Reason = decide(f, d, o)
 		if it.Reason == "" {
 			it.Verdict, it.Reason = Reclaim, f.Evidence
 			if f.Kind == classify.KindOrphan {
@@ -89,11 +95,26 @@ func Plan(findings []classify.Finding, o Options) []Item {
 	return items
 }
 
+// processDecision is what holds for every finding of one process.
+type processDecision struct {
+	protected string
+	policy    policy.Decision
+}
+
+// decideProcess works out once per process what its findings share: the
+// protections match names against globs, which is not free per fd.
+func decideProcess(p *snapshot.Process, o Options) processDecision {
+	return processDecision{
+		protected: Protected(p, o.Self),
+		policy:    o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID}),
+	}
+}
+
 // decide returns why f must be skipped, or "" when it may be acted on.
-func decide(f classify.Finding, o Options) string {
+func decide(f classify.Finding, pd processDecision, o Options) string {
 	p := f.Process
-	if r := Protected(p, o.Self); r != "" {
-		return r
+	if pd.protected != "" {
+		return pd.protected
 	}
 	if f.State == classify.Live {
 		return "live: " + f.Evidence
@@ -109,7 +130,7 @@ func decide(f classify.Finding, o Options) string {
 			return "runs in strict seccomp: any injected call would kill it"
 		}
 	}
-	d := o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID})
+	d := pd.policy
 	if d.Denied {
 		return "denied by " + policySource(o.Policy) + " rule " + d.Rule
 	}
@@ -190,8 +211,17 @@ func MinIdle(s *snapshot.Snapshot, pol *policy.Policy, flag *time.Duration) func
 			base = min(base, pol.Pressure.MinIdle)
 		}
 	}
+	// Count once per process: the bar is asked for every fd.
+	heavy := map[int]bool{}
+	if pol.Holders.ReclaimAt > 0 {
+		for _, p := range s.Processes {
+			if len(p.PTYFDs) >= pol.Holders.ReclaimAt && HeldPTYs(p) >= pol.Holders.ReclaimAt {
+				heavy[p.PID] = true
+			}
+		}
+	}
 	return func(p *snapshot.Process) time.Duration {
-		if pol.Holders.ReclaimAt > 0 && HeldPTYs(p) >= pol.Holders.ReclaimAt {
+		if heavy[p.PID] {
 			return 0
 		}
 		return base

@@ -125,7 +125,7 @@ func TestMinIdle(t *testing.T) {
 	for i := 0; i < pol.Holders.ReclaimAt; i++ {
 		big.PTYFDs = append(big.PTYFDs, snapshot.PTYFD{FD: i + 3, PTY: snapshot.PTYID{Index: i}})
 	}
-	calm := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 10, Limit: 100}}
+	calm := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 10, Limit: 100}, Processes: []*snapshot.Process{small, big}}
 	if got := MinIdle(calm, pol, nil)(small); got != pol.Defaults.MinIdle {
 		t.Errorf("default: %s", got)
 	}
@@ -136,7 +136,7 @@ func TestMinIdle(t *testing.T) {
 	if got := MinIdle(calm, pol, nil)(big); got != 0 {
 		t.Errorf("holder over reclaim_at: %s", got)
 	}
-	critical := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 99, Limit: 100}}
+	critical := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 99, Limit: 100}, Processes: []*snapshot.Process{small, big}}
 	if got := MinIdle(critical, pol, nil)(small); got != pol.Pressure.MinIdle {
 		t.Errorf("critical pressure: %s", got)
 	}
