@@ -67,7 +67,7 @@ func TestReclaimRecheckAndCancel(t *testing.T) {
 	veto := errors.New("a new process opened the slave")
 	rep, err := Reclaim(context.Background(), Target{
 		PID: tg.pid, FDs: fds,
-		Recheck: func(fd int) error {
+		Recheck: func(fd, _ int) error {
 			if fd == fds[1] {
 				return veto
 			}

@@ -303,3 +303,22 @@ func (r *arm64Regs) prepareSyscall(pc, nr uint64, args [6]uint64) {
 	r.Regs[8] = nr
 	copy(r.Regs[0:6], args[:])
 }
+
+// parseStatProcessor returns field 39 of /proc/PID/task/TID/stat: the CPU
+// the thread last ran on.
+func parseStatProcessor(data []byte) (int, bool) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(data[i+1:])
+	const field = 39 - 3 // fields after comm start at 3 (state)
+	if len(f) <= field {
+		return 0, false
+	}
+	cpu, err := strconv.Atoi(string(f[field]))
+	if err != nil || cpu < 0 {
+		return 0, false
+	}
+	return cpu, true
+}

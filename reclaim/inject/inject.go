@@ -40,11 +40,17 @@ type Target struct {
 	FDs       []int
 	// Method defaults to MethodDevNull.
 	Method Method
+	// Precheck, if set, runs before the freeze on our reference copy of each
+	// fd (which the freeze will prove is still the fd): checks that need no
+	// freeze belong here, to keep the freeze short. An error skips the fd.
+	Precheck func(fd, copy int) error
 	// Recheck, if set, runs while every thread is frozen, after the kcmp
 	// checks; an error for an fd skips that fd (for example "a new process
-	// opened the slave"). While it runs, /proc/PID/fdinfo/FD is stable and
-	// names the very file that was verified.
-	Recheck func(fd int) error
+	// opened the slave"). copy is our reference copy of the fd, which kcmp
+	// has just proven to be the same open file: inspect it rather than
+	// taking another copy, to keep the freeze short. Rechecks of different
+	// fds may run concurrently.
+	Recheck func(fd, copy int) error
 	// StopTimeout bounds how long one thread may take to stop; a thread in
 	// uninterruptible sleep that does not stop in time aborts the release.
 	// Zero means DefaultStopTimeout.

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -261,6 +262,13 @@ func (r *run) do(ctx context.Context) error {
 			r.skip(fd, fmt.Sprintf("fd %d is not a PTY", fd))
 			continue
 		}
+		if r.t.Precheck != nil {
+			if err := r.t.Precheck(fd, c); err != nil {
+				unix.Close(c)
+				r.skip(fd, err.Error())
+				continue
+			}
+		}
 		r.copies[fd] = c
 		r.rep.FDs[i].Reason = ""
 	}
@@ -386,41 +394,86 @@ func (r *run) pickThread() error {
 
 // verify proves, under the freeze, that each fd number still names the file
 // copied earlier, then runs the caller's recheck. It returns each remaining
-// fd's close-on-exec bit.
+// fd's close-on-exec bit. None of this is a ptrace request, so it runs on
+// every CPU at once: it is most of the frozen time that is not injection.
 func (r *run) verify() map[int]bool {
-	self := os.Getpid()
-	cloexec := map[int]bool{}
-	for _, fd := range r.pending() {
-		c := r.copies[fd]
-		res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
-		switch {
-		case e == unix.EBADF:
-			r.skip(fd, fmt.Sprintf("fd %d was closed meanwhile", fd))
-			continue
-		case e != 0:
-			r.skip(fd, fmt.Sprintf("cannot compare fd %d: %v", fd, e))
-			continue
-		case res != 0:
-			r.skip(fd, fmt.Sprintf("fd %d now names another file", fd))
-			continue
-		}
-		if r.t.Recheck != nil {
-			if err := r.t.Recheck(fd); err != nil {
-				r.skip(fd, err.Error())
-				continue
+	fds := r.pending()
+	type verdict struct {
+		reason  string
+		cloexec bool
+	}
+	verdicts := make([]verdict, len(fds))
+	fdinfo, err := unix.Open(taskFile(r.t.PID, r.tid, "fdinfo"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.skipPending(fmt.Sprintf("cannot read the fds of pid %d: %v", r.t.PID, err))
+		return nil
+	}
+	defer unix.Close(fdinfo)
+	workers := min(runtime.NumCPU(), len(fds))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 512)
+			for i := w; i < len(fds); i += workers {
+				verdicts[i].reason, verdicts[i].cloexec = r.verifyOne(fds[i], fdinfo, buf)
 			}
+		}()
+	}
+	wg.Wait()
+	cloexec := map[int]bool{}
+	for i, fd := range fds {
+		if v := verdicts[i]; v.reason != "" {
+			r.skip(fd, v.reason)
+		} else {
+			cloexec[fd] = v.cloexec
 		}
-		data, err := os.ReadFile(taskFile(r.t.PID, r.tid, "fdinfo/"+strconv.Itoa(fd)))
-		if err != nil {
-			r.skip(fd, fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err))
-			continue
-		}
-		flags, err := parseFdinfoFlags(data)
-		if err != nil {
-			r.skip(fd, fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err))
-			continue
-		}
-		cloexec[fd] = flags&oCLOEXEC != 0
 	}
 	return cloexec
+}
+
+// verifyOne checks one fd under the freeze; reason is empty when it may be
+// released.
+func (r *run) verifyOne(fd, fdinfo int, buf []byte) (reason string, cloexec bool) {
+	c := r.copies[fd]
+	res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
+	switch {
+	case e == unix.EBADF:
+		return fmt.Sprintf("fd %d was closed meanwhile", fd), false
+	case e != 0:
+		return fmt.Sprintf("cannot compare fd %d: %v", fd, e), false
+	case res != 0:
+		return fmt.Sprintf("fd %d now names another file", fd), false
+	}
+	if r.t.Recheck != nil {
+		if err := r.t.Recheck(fd, c); err != nil {
+			return err.Error(), false
+		}
+	}
+	data, err := readSmallAt(fdinfo, strconv.Itoa(fd), buf)
+	if err != nil {
+		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
+	}
+	flags, err := parseFdinfoFlags(data)
+	if err != nil {
+		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
+	}
+	return "", flags&oCLOEXEC != 0
+}
+
+// readSmallAt reads a small /proc file relative to dirfd with three plain
+// syscalls: it runs once per fd while the target is frozen, where
+// os.ReadFile's extra calls (fstat, poller registration) add up.
+func readSmallAt(dirfd int, name string, buf []byte) ([]byte, error) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
 }

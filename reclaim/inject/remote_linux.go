@@ -25,6 +25,13 @@ func (r *run) inject(cloexec map[int]bool) (err error) {
 		return err
 	}
 	r.insn = insn
+	// Each call is two round trips between us and the target thread. When
+	// both run on one CPU a round trip is a plain context switch instead of
+	// a cross-CPU wake-up, which on a VM costs an IPI: measured here, 490
+	// calls took 22 ms instead of 50. We move ourselves, never the target.
+	if undo := pinToCPUOf(r.t.PID, r.tid); undo != nil {
+		defer undo()
+	}
 	mask, err := getSigmask(r.tid)
 	if err != nil {
 		r.skipPending("release aborted")
@@ -189,7 +196,9 @@ func (r *run) call(nr uint64, args ...uint64) (uint64, int, error) {
 		return 0, 0, fmt.Errorf("reading registers: %v", err)
 	}
 	v, errno := decodeResult(out.result())
-	r.log.Debug("injected call", zap.Uint64("nr", nr), zap.Uint64s("args", args), zap.Uint64("value", v), zap.Int("errno", errno))
+	if ce := r.log.Check(zap.DebugLevel, "injected call"); ce != nil {
+		ce.Write(zap.Uint64("nr", nr), zap.Uint64s("args", args), zap.Uint64("value", v), zap.Int("errno", errno))
+	}
 	return v, errno, nil
 }
 
@@ -261,4 +270,27 @@ func (r *run) findInsn() (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no syscall instruction found in pid %d", r.t.PID)
+}
+
+// pinToCPUOf moves the calling (locked) OS thread onto the CPU where the
+// target thread last ran, and returns a function that restores our own
+// affinity, or nil when either could not be read.
+func pinToCPUOf(pid, tid int) func() {
+	data, err := os.ReadFile(taskFile(pid, tid, "stat"))
+	if err != nil {
+		return nil
+	}
+	cpu, ok := parseStatProcessor(data)
+	if !ok {
+		return nil
+	}
+	var old, set unix.CPUSet
+	if unix.SchedGetaffinity(0, &old) != nil || !old.IsSet(cpu) {
+		return nil
+	}
+	set.Set(cpu)
+	if unix.SchedSetaffinity(0, &set) != nil {
+		return nil
+	}
+	return func() { _ = unix.SchedSetaffinity(0, &old) }
 }
