@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,28 +46,42 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		return out, 0
 	}
-	probe, err := procfs.OpenProbe(p.PID)
-	if err != nil {
-		return fail(fmt.Sprintf("pid %d: %v", p.PID, err))
-	}
-	defer probe.Close()
-
-	recheck := func(fd int) error {
-		it := byFD[fd]
-		side, id, lastIO, err := probe.PTY(fd)
-		switch {
-		case err != nil:
-			return fmt.Errorf("fd %d is no longer a PTY (%v)", fd, err)
-		case side != it.Side || id != it.PTY:
-			return fmt.Errorf("fd %d now names another PTY (%s %d): it was reused since the scan", fd, side, id.Index)
-		case !lastIO.Equal(l.LastIO(it.PTY)):
-			return fmt.Errorf("%s saw I/O since the scan", it.PTYName)
+	// Before the freeze, on the injector's reference copies: each fd must
+	// still be the same side of the same PTY, with the same last I/O time,
+	// as when it was scanned. The freeze then proves (kcmp) that the fd is
+	// still that copy, and one fstat per fd proves no I/O happened since.
+	var mu sync.Mutex
+	slaves := map[int]int{} // fd -> our fd on its PTY's slave side
+	defer func() {
+		for fd, s := range slaves {
+			if it := byFD[fd]; it.Side == snapshot.Master {
+				unix.Close(s)
+			}
 		}
-		return nil
+	}()
+	precheck := func(fd, copy int) error {
+		it := byFD[fd]
+		slave, side, err := procfs.SlaveOf(copy)
+		if err != nil {
+			return fmt.Errorf("fd %d is no longer a PTY (%v)", fd, err)
+		}
+		mu.Lock()
+		slaves[fd] = slave
+		mu.Unlock()
+		if side != it.Side {
+			return fmt.Errorf("fd %d is now a PTY %s: it was reused since the scan", fd, side)
+		}
+		return l.checkSlave(it, slave)
+	}
+	recheck := func(fd, _ int) error {
+		mu.Lock()
+		slave := slaves[fd]
+		mu.Unlock()
+		return l.checkSlave(byFD[fd], slave)
 	}
 	method := inject.Method(items[0].Method)
 	rep, err := inject.Reclaim(ctx, inject.Target{
-		PID: p.PID, StartTime: p.StartTime, FDs: fds, Method: method, Recheck: recheck,
+		PID: p.PID, StartTime: p.StartTime, FDs: fds, Method: method, Precheck: precheck, Recheck: recheck,
 	}, log)
 	if err != nil {
 		return fail(err.Error())
@@ -90,6 +105,20 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		log.Info("injector note", zap.Int("pid", p.PID), zap.String("note", n))
 	}
 	return out, rep.Frozen
+}
+
+// checkSlave compares what a PTY's slave side says now with the scan.
+func (l *Linux) checkSlave(it plan.Item, slave int) error {
+	id, lastIO, err := procfs.StatSlave(slave)
+	switch {
+	case err != nil:
+		return fmt.Errorf("fd %d: %v", it.FD, err)
+	case id != it.PTY:
+		return fmt.Errorf("fd %d now names another PTY (%d): it was reused since the scan", it.FD, id.Index)
+	case !lastIO.Equal(l.LastIO(it.PTY)):
+		return fmt.Errorf("%s saw I/O since the scan", it.PTYName)
+	}
+	return nil
 }
 
 // Kill ends an orphan child: SIGTERM, a grace period, then SIGKILL. The

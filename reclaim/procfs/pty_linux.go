@@ -5,7 +5,6 @@ package procfs
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -85,69 +84,64 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 var errNotPTY = errors.New("not a PTY")
 
 // ptyOfFD takes a copy of another process's fd with pidfd_getfd and stats
-// the slave side of its PTY into slave: through TIOCGPTPEER for a master
-// (opened O_PATH, so no tty code runs and the PTY sees no new opener), or
-// the copy itself for a slave.
+// the slave side of its PTY into slave (see statPTY).
 func ptyOfFD(pidfd, fd int, slave *unix.Stat_t) (snapshot.Side, error) {
 	cp, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(cp)
-	if err := unix.Fstat(cp, slave); err != nil {
+	return statPTY(cp, slave)
+}
+
+// statPTY stats the slave side of the PTY that our fd refers to.
+func statPTY(fd int, slave *unix.Stat_t) (snapshot.Side, error) {
+	sfd, side, err := SlaveOf(fd)
+	if err != nil {
 		return 0, err
 	}
-	major, minor := unix.Major(slave.Rdev), unix.Minor(slave.Rdev)
-	if _, ok := SlaveIndex(major, minor); ok && slave.Mode&unix.S_IFMT == unix.S_IFCHR {
-		return snapshot.Slave, nil
+	if sfd != fd {
+		defer unix.Close(sfd)
+	}
+	return side, unix.Fstat(sfd, slave)
+}
+
+// SlaveOf returns an fd on the slave side of the PTY our fd refers to: for
+// a master, a new fd from TIOCGPTPEER opened O_PATH (so no tty code runs
+// and the PTY sees no new opener), which the caller closes; for a slave, fd
+// itself.
+func SlaveOf(fd int) (slave int, side snapshot.Side, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1, 0, err
+	}
+	major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	if _, ok := SlaveIndex(major, minor); ok && st.Mode&unix.S_IFMT == unix.S_IFCHR {
+		return fd, snapshot.Slave, nil
 	}
 	if !IsPTMX(major, minor) {
-		return 0, errNotPTY
+		return -1, 0, errNotPTY
 	}
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(cp), unix.TIOCGPTPEER,
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER,
 		uintptr(unix.O_PATH|unix.O_NOCTTY|unix.O_CLOEXEC))
 	if errno != 0 {
-		return 0, errno
+		return -1, 0, errno
 	}
-	defer unix.Close(int(r))
-	if err := unix.Fstat(int(r), slave); err != nil {
-		return 0, err
-	}
-	return snapshot.Master, nil
+	return int(r), snapshot.Master, nil
 }
 
-// Probe re-reads PTY facts about one process's fds through a single pidfd.
-// The release path uses it while the process is frozen, to prove an fd is
-// still the PTY the scan classified.
-type Probe struct {
-	pidfd int
-}
-
-// OpenProbe opens a probe on pid.
-func OpenProbe(pid int) (*Probe, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
-	}
-	return &Probe{pidfd: pidfd}, nil
-}
-
-// PTY returns which side of which PTY fd is, and the PTY's last I/O time.
-func (p *Probe) PTY(fd int) (snapshot.Side, snapshot.PTYID, time.Time, error) {
+// StatSlave returns the PTY a slave-side fd names and its last I/O time.
+func StatSlave(slave int) (snapshot.PTYID, time.Time, error) {
 	var st unix.Stat_t
-	side, err := ptyOfFD(p.pidfd, fd, &st)
-	if err != nil {
-		return 0, snapshot.PTYID{}, time.Time{}, err
+	if err := unix.Fstat(slave, &st); err != nil {
+		return snapshot.PTYID{}, time.Time{}, err
 	}
 	idx, ok := SlaveIndex(unix.Major(st.Rdev), unix.Minor(st.Rdev))
 	if !ok {
-		return 0, snapshot.PTYID{}, time.Time{}, errNotPTY
+		return snapshot.PTYID{}, time.Time{}, errNotPTY
 	}
-	return side, snapshot.PTYID{Instance: st.Dev, Index: idx}, lastIO(&st), nil
+	return snapshot.PTYID{Instance: st.Dev, Index: idx}, lastIO(&st), nil
 }
-
-// Close releases the probe.
-func (p *Probe) Close() error { return unix.Close(p.pidfd) }
 
 // guessPeer finds a master's slave by fdinfo's tty-index in the holder's own
 // /dev/pts. Right in every ordinary case, but not proof.
