@@ -163,6 +163,10 @@ type Process struct {
 	Blocked *BlockedRead
 	// Unreadable is true when the process's fds could not be read.
 	Unreadable bool
+	// InPlaceRefused, when not empty, says why fds cannot be released inside
+	// this process (macOS: "hardened runtime: task_for_pid refused"). Empty
+	// means in-place release may be attempted.
+	InPlaceRefused string
 }
 
 // Key is a process identity that survives pid reuse.
