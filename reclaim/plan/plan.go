@@ -29,9 +29,16 @@ type Item struct {
 	Verdict Verdict
 	// Reason says why it is a leak (reclaim, kill) or why it is skipped.
 	Reason string
-	// Method is how a reclaim is done: policy.MethodDevNull or MethodClose.
+	// Method is how a reclaim is done: policy.MethodDevNull or MethodClose;
+	// MethodKillHolder on a kill verdict of a PTY finding.
 	Method string
 }
+
+// MethodKillHolder marks a PTY finding whose holder will be ended because
+// its fds cannot be released in place (macOS hardened runtime) and the
+// policy lists it as disposable. Every such item of one holder stands for
+// the same single kill: the act stage ends the holder once.
+const MethodKillHolder = "kill-holder"
 
 // Options say who asked for what.
 type Options struct {
@@ -67,6 +74,7 @@ func Plan(findings []classify.Finding, o Options) []Item {
 	}
 	perProcess := map[int]int{}
 	decisions := map[int]processDecision{}
+	live := liveRefusedHolders(findings)
 	items := make([]Item, 0, len(findings))
 	for _, f := range findings {
 		d, ok := decisions[f.Process.PID]
@@ -76,6 +84,14 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		}
 		it := Item{Finding: f, Verdict: Skip}
 		it.Reason = decide(f, d, o)
+		if it.Reason == "" && f.Kind == classify.KindPTY && d.inPlaceRefused != "" {
+			it.Verdict, it.Method, it.Reason = fallback(d, live[f.Process.PID])
+			if it.Verdict == Kill && perProcess[f.Process.PID] > 0 {
+				// One kill ends every fd of the holder: count it once.
+				items = append(items, it)
+				continue
+			}
+		}
 		if it.Reason == "" {
 			it.Verdict, it.Reason = Reclaim, f.Evidence
 			if f.Kind == classify.KindOrphan {
@@ -83,6 +99,8 @@ func Plan(findings []classify.Finding, o Options) []Item {
 			} else {
 				it.Method = method
 			}
+		}
+		if it.Verdict != Skip {
 			if perProcess[f.Process.PID] >= o.Policy.Defaults.MaxPerRun {
 				it.Verdict, it.Method = Skip, ""
 				it.Reason = fmt.Sprintf("the cap of %d actions per process per run is reached", o.Policy.Defaults.MaxPerRun)
@@ -99,15 +117,62 @@ func Plan(findings []classify.Finding, o Options) []Item {
 type processDecision struct {
 	protected string
 	policy    policy.Decision
+	// inPlaceRefused is the snapshot's reason why fds cannot be released
+	// inside the process; "" when they can (always on Linux).
+	inPlaceRefused string
+	// held is how many distinct PTYs the process holds: all of them go
+	// when it is ended.
+	held int
 }
 
 // decideProcess works out once per process what its findings share: the
 // protections match names against globs, which is not free per fd.
 func decideProcess(p *snapshot.Process, o Options) processDecision {
-	return processDecision{
-		protected: Protected(p, o.Self),
-		policy:    o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID}),
+	d := processDecision{
+		protected:      Protected(p, o.Self),
+		policy:         o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID}),
+		inPlaceRefused: p.InPlaceRefused,
 	}
+	if d.inPlaceRefused != "" {
+		d.held = HeldPTYs(p)
+	}
+	return d
+}
+
+// fallback is the rest of the remedy ladder for a PTY fd that would be
+// reclaimed but cannot be released inside its holder: end the holder when
+// the policy lists it as disposable, else report. A holder that also has a
+// live PTY is never ended, since that would end a session someone uses.
+// livePTY names such a PTY, "" when there is none.
+func fallback(d processDecision, livePTY string) (Verdict, string, string) {
+	refused := d.inPlaceRefused
+	if !d.policy.Disposable {
+		return Skip, "", refused + ": report only (allow it as disposable: true to end it)"
+	}
+	if livePTY != "" {
+		return Skip, "", fmt.Sprintf("%s; allowlisted as disposable, but it also holds the live PTY %s: report only, ending it would end that session", refused, livePTY)
+	}
+	return Kill, MethodKillHolder, fmt.Sprintf("%s; allowlisted as disposable: the holder will be ended (its %d leaked PTYs go with it)", refused, d.held)
+}
+
+// liveRefusedHolders names, per process whose fds cannot be released in
+// place, one live PTY it holds. Only those processes are looked at, so
+// Linux plans pay one field test per finding.
+func liveRefusedHolders(findings []classify.Finding) map[int]string {
+	live := map[int]string{}
+	for _, f := range findings {
+		if f.Kind != classify.KindPTY || f.State != classify.Live || f.Process.InPlaceRefused == "" {
+			continue
+		}
+		if _, seen := live[f.Process.PID]; !seen {
+			name := f.PTYName
+			if name == "" {
+				name = fmt.Sprintf("index %d", f.PTY.Index)
+			}
+			live[f.Process.PID] = name
+		}
+	}
+	return live
 }
 
 // decide returns why f must be skipped, or "" when it may be acted on.

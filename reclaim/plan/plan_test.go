@@ -141,3 +141,110 @@ func TestMinIdle(t *testing.T) {
 		t.Errorf("critical pressure: %s", got)
 	}
 }
+
+// hardened is a macOS holder whose task port root cannot get.
+func hardened(pid int, comm string, fds ...int) *snapshot.Process {
+	p := &snapshot.Process{PID: pid, Comm: comm, InPlaceRefused: "hardened runtime: in-place reclaim refused"}
+	for _, fd := range fds {
+		p.PTYFDs = append(p.PTYFDs, snapshot.PTYFD{FD: fd, Side: snapshot.Master, PTY: snapshot.PTYID{Index: fd}, Proven: true})
+	}
+	return p
+}
+
+func TestRemedyLadder(t *testing.T) {
+	pol := mustParse(t, `version: 1
+allow:
+  - name: claude-helper
+    ptys: reclaim
+    disposable: true
+  - name: Code*
+    ptys: reclaim
+  - name: quiet
+    ptys: report
+    disposable: true
+  - name: iTerm2
+    ptys: reclaim
+    disposable: true
+deny:
+  - name: iTerm2
+`)
+	helper := hardened(20, "claude-helper", 3, 4, 5)
+	code := hardened(21, "Code Helper", 3)
+	quiet := hardened(22, "quiet", 3)
+	iterm := hardened(23, "iTerm2", 3)
+	sshd := hardened(24, "sshd", 3)
+	cases := []struct {
+		name    string
+		f       classify.Finding
+		o       Options
+		verdict Verdict
+		method  string
+		reason  string
+	}{
+		{"hardened and disposable: end the holder", leak(helper, 3), Options{}, Kill, MethodKillHolder,
+			"hardened runtime: in-place reclaim refused; allowlisted as disposable: the holder will be ended (its 3 leaked PTYs go with it)"},
+		{"hardened, not disposable: report", leak(code, 3), Options{}, Skip, "",
+			"hardened runtime: in-place reclaim refused: report only (allow it as disposable: true to end it)"},
+		{"named on the command line is not disposable", leak(hardened(25, "zed", 3), 3), Options{Select: all}, Skip, "",
+			"hardened runtime: in-place reclaim refused: report only (allow it as disposable: true to end it)"},
+		{"ptys: report wins over disposable", leak(quiet, 3), Options{}, Skip, "", "ptys: report"},
+		{"deny wins over disposable", leak(iterm, 3), Options{Select: all}, Skip, "", "denied by policy test.yaml rule deny[0]"},
+		{"protection wins", leak(sshd, 3), Options{Select: all}, Skip, "", "terminal server"},
+	}
+	for _, c := range cases {
+		c.o.Policy = pol
+		items := Plan([]classify.Finding{c.f}, c.o)
+		it := items[0]
+		if it.Verdict != c.verdict || it.Method != c.method || !strings.Contains(it.Reason, c.reason) {
+			t.Errorf("%s: %s %q %q, want %s %q %q", c.name, it.Verdict, it.Method, it.Reason, c.verdict, c.method, c.reason)
+		}
+	}
+}
+
+func TestKillHolderOnceAgainstTheCap(t *testing.T) {
+	pol := mustParse(t, "version: 1\ndefaults:\n  max_per_run: 1\nallow:\n  - name: helper\n    ptys: reclaim\n    disposable: true\n")
+	p := hardened(30, "helper", 3, 4, 5)
+	items := Plan([]classify.Finding{leak(p, 3), leak(p, 4), leak(p, 5)}, Options{Policy: pol})
+	for _, it := range items {
+		if it.Verdict != Kill || it.Method != MethodKillHolder {
+			t.Errorf("fd %d: %s %q %q: every fd of the holder goes with the one kill", it.FD, it.Verdict, it.Method, it.Reason)
+		}
+	}
+}
+
+func TestDisposableHolderWithALivePTYIsNotEnded(t *testing.T) {
+	pol := mustParse(t, "version: 1\nallow:\n  - name: helper\n    ptys: reclaim\n    disposable: true\n")
+	p := hardened(31, "helper", 3, 4)
+	live := leak(p, 4)
+	live.State, live.PTYName, live.Evidence = classify.Live, "ttys004", "ttys004 is the controlling terminal of pid 40 (zsh)"
+	items := Plan([]classify.Finding{leak(p, 3), live}, Options{Policy: pol})
+	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "live PTY ttys004") {
+		t.Errorf("leaked fd: %s %q", items[0].Verdict, items[0].Reason)
+	}
+	if items[1].Verdict != Skip || !strings.HasPrefix(items[1].Reason, "live: ") {
+		t.Errorf("live fd: %s %q", items[1].Verdict, items[1].Reason)
+	}
+}
+
+// On Linux InPlaceRefused is always empty: disposable changes nothing.
+func TestDisposableIgnoredWhenInPlaceWorks(t *testing.T) {
+	pol := mustParse(t, "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n    orphans: kill\n    disposable: true\n")
+	p := &snapshot.Process{PID: 32, Comm: "node"}
+	items := Plan([]classify.Finding{leak(p, 3), orphan(p)}, Options{Policy: pol, Orphans: true})
+	if items[0].Verdict != Reclaim || items[0].Method != policy.MethodDevNull {
+		t.Errorf("pty: %s %q", items[0].Verdict, items[0].Method)
+	}
+	if items[1].Verdict != Kill || items[1].Method != "" {
+		t.Errorf("orphan: %s %q", items[1].Verdict, items[1].Method)
+	}
+}
+
+func TestHardenedOrphanStillKilled(t *testing.T) {
+	// Ending a stuck child needs no task port: the ladder is for PTY fds only.
+	pol := mustParse(t, "version: 1\nallow:\n  - name: cat\n    orphans: kill\n")
+	p := hardened(33, "cat")
+	items := Plan([]classify.Finding{orphan(p)}, Options{Policy: pol, Orphans: true})
+	if items[0].Verdict != Kill || items[0].Method != "" {
+		t.Errorf("orphan: %s %q %q", items[0].Verdict, items[0].Method, items[0].Reason)
+	}
+}
