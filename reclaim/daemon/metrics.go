@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// metrics are the daemon's Prometheus series, on a registry of its own (no
+// global state).
+type metrics struct {
+	reg          *prometheus.Registry
+	poolInUse    prometheus.Gauge
+	poolLimit    prometheus.Gauge
+	holderPTYs   *prometheus.GaugeVec
+	holderLeaked *prometheus.GaugeVec
+	actions      *prometheus.CounterVec
+	scan         prometheus.Histogram
+	reloads      *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		poolInUse: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ptyreclaim_pool_in_use", Help: "PTYs in use on the machine.",
+		}),
+		poolLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ptyreclaim_pool_limit", Help: "The system's PTY limit.",
+		}),
+		holderPTYs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ptyreclaim_holder_ptys", Help: "PTYs held per process (last scan).",
+		}, []string{"pid", "comm"}),
+		holderLeaked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ptyreclaim_holder_leaked_ptys", Help: "Leaked PTYs held per process (last scan).",
+		}, []string{"pid", "comm"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ptyreclaim_actions_total", Help: "Actions by kind (pty, orphan) and result (reclaimed, killed, failed, skipped).",
+		}, []string{"kind", "result"}),
+		scan: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ptyreclaim_scan_duration_seconds", Help: "How long one snapshot of the machine took.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ptyreclaim_policy_reloads_total", Help: "Policy reloads by result (ok, error).",
+		}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.poolInUse, m.poolLimit, m.holderPTYs, m.holderLeaked, m.actions, m.scan, m.reloads)
+	return m
+}
+
+// observeScan records the pool and the per-holder counts of one scan.
+func (m *metrics) observeScan(s *snapshot.Snapshot, findings []classify.Finding, seconds float64) {
+	m.scan.Observe(seconds)
+	m.poolInUse.Set(float64(s.Pool.InUse))
+	m.poolLimit.Set(float64(s.Pool.Limit))
+	type counts struct{ all, leaked map[snapshot.PTYID]bool }
+	per := map[*snapshot.Process]*counts{}
+	for _, f := range findings {
+		if f.Kind != classify.KindPTY {
+			continue
+		}
+		c := per[f.Process]
+		if c == nil {
+			c = &counts{all: map[snapshot.PTYID]bool{}, leaked: map[snapshot.PTYID]bool{}}
+			per[f.Process] = c
+		}
+		c.all[f.PTY] = true
+		if f.Leak() {
+			c.leaked[f.PTY] = true
+		}
+	}
+	// Processes come and go: only the last scan's holders are series.
+	m.holderPTYs.Reset()
+	m.holderLeaked.Reset()
+	for p, c := range per {
+		labels := prometheus.Labels{"pid": strconv.Itoa(p.PID), "comm": p.Comm}
+		m.holderPTYs.With(labels).Set(float64(len(c.all)))
+		m.holderLeaked.With(labels).Set(float64(len(c.leaked)))
+	}
+}
+
+// observeActions counts what a release did.
+func (m *metrics) observeActions(actions []act.Action) {
+	for _, a := range actions {
+		result := a.Result
+		if a.Result == act.Done {
+			result = "reclaimed"
+			if a.Method == "kill" || a.Method == "kill-holder" {
+				result = "killed"
+			}
+		}
+		m.actions.WithLabelValues(a.Kind, result).Inc()
+	}
+}

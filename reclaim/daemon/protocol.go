@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+)
+
+// Request is one self-service request: a JSON object on one line. It names
+// what to release the way `release` does; the daemon adds who is asking
+// from the socket's peer credentials, never from the request.
+type Request struct {
+	Op      string   `json:"op"` // "release"
+	PIDs    []int    `json:"pids,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	All     bool     `json:"all,omitempty"`
+	Orphans bool     `json:"orphans,omitempty"`
+	Method  string   `json:"method,omitempty"`
+	MinIdle string   `json:"min_idle,omitempty"` // Go duration; "" = the policy's
+}
+
+// Response is the daemon's answer: the release report, or an error line.
+type Response struct {
+	Error string `json:"error,omitempty"`
+	// Usage is true when the error is about the request (exit code 2).
+	Usage  bool             `json:"usage,omitempty"`
+	Report *pipeline.Report `json:"report,omitempty"`
+}
+
+// maxRequest bounds what the daemon reads from one connection.
+const maxRequest = 64 << 10
+
+// Ask sends a request to the daemon at socket and returns its answer.
+func Ask(socket string, req Request, timeout time.Duration) (Response, error) {
+	conn, err := net.DialTimeout("unix", socket, timeout)
+	if err != nil {
+		return Response{}, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	b, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return Response{}, fmt.Errorf("sending to %s: %w", socket, err)
+	}
+	line, err := bufio.NewReaderSize(conn, 64<<10).ReadBytes('\n')
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
+		return Response{}, fmt.Errorf("reading the answer from %s: %w", socket, err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return Response{}, fmt.Errorf("the daemon at %s answered something unreadable: %w", socket, err)
+	}
+	return resp, nil
+}
