@@ -12,6 +12,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/daemon"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
@@ -31,6 +32,8 @@ type ReleaseOptions struct {
 	DryRun     bool
 	Yes        bool
 	JSON       bool
+	// SocketPath is the daemon's self-service socket, used when not root.
+	SocketPath string
 }
 
 func newReleaseCmd(env *Env) *cobra.Command {
@@ -66,6 +69,7 @@ decide. --orphans also ends orphan children stuck forever in read().`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "show what would be done, change nothing")
 	f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
+	f.StringVar(&o.SocketPath, "socket", daemon.DefaultSocket(), "when not root: ask the daemon listening here to release your own processes' PTYs")
 	return cmd
 }
 
@@ -81,7 +85,7 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 		return usageErrorf("release changes running programs: pass --yes to confirm, or --dry-run to look first (no terminal to ask on)")
 	}
 	if os.Geteuid() != 0 && !o.DryRun {
-		return usageErrorf("release needs root: it runs calls inside other processes (try: sudo ptyreclaim release ...); nothing was changed")
+		return releaseThroughDaemon(env, o)
 	}
 	pol, err := loadPolicy(o.PolicyPath)
 	if err != nil {
@@ -137,6 +141,38 @@ func writeReleaseReport(env *Env, asJSON bool, rep pipeline.Report, planned int)
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, planned)}
 	}
 	return nil
+}
+
+// releaseThroughDaemon asks the root daemon to release the caller's own
+// leaked PTYs (self-service). The daemon learns who is asking from the
+// socket, not from anything we send.
+func releaseThroughDaemon(env *Env, o *ReleaseOptions) error {
+	if _, err := os.Stat(o.SocketPath); err != nil {
+		return usageErrorf("release needs root, or a ptyreclaim daemon with self_service: true listening on %s (none is); nothing was changed", o.SocketPath)
+	}
+	if !o.All && len(o.PIDs) == 0 && len(o.Names) == 0 {
+		return usageErrorf("name your processes with --pid or --name, or use --all")
+	}
+	if !o.Yes && !confirm(env, "Ask the daemon to release the leaked PTYs of your named processes? [y/N] ") {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
+	}
+	req := daemon.Request{Op: "release", PIDs: o.PIDs, Names: o.Names, All: o.All, Orphans: o.Orphans, Method: o.Method}
+	if o.MinIdleSet {
+		req.MinIdle = o.MinIdle.String()
+	}
+	resp, err := daemon.Ask(o.SocketPath, req, 2*time.Minute)
+	if err != nil {
+		return fmt.Errorf("asking the daemon at %s: %w", o.SocketPath, err)
+	}
+	if resp.Error != "" {
+		code := ExitFailure
+		if resp.Usage {
+			code = ExitUsage
+		}
+		return &ExitError{Code: code, Err: fmt.Errorf("daemon: %s", resp.Error)}
+	}
+	rep := *resp.Report
+	return writeReleaseReport(env, o.JSON, rep, len(rep.Actions)-pipeline.CountResult(rep.Actions, act.Skipped))
 }
 
 func checkNames(snap *snapshot.Snapshot, names []string) error {

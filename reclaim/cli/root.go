@@ -135,6 +135,7 @@ the app that leaked them.`,
 		newStatusCmd(env),
 		newAuditCmd(env),
 		newReleaseCmd(env),
+		newDaemonCmd(env),
 		newPolicyCmd(env),
 		newVersionCmd(env),
 	)

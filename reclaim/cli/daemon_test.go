@@ -1,0 +1,346 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+)
+
+// daemonProc is a real `ptyreclaim daemon` started by a test.
+type daemonProc struct {
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	log     bytes.Buffer
+	done    chan error
+	socket  string
+	metrics string
+}
+
+func (d *daemonProc) logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+type lockedWriter struct{ d *daemonProc }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.d.mu.Lock()
+	defer w.d.mu.Unlock()
+	return w.d.log.Write(b)
+}
+
+// freePort returns a loopback port nobody listens on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startDaemon(t *testing.T, bin, policyPath string, interval time.Duration) *daemonProc {
+	t.Helper()
+	dir := t.TempDir()
+	openToAll(t, filepath.Join(dir, "x"))
+	d := &daemonProc{done: make(chan error, 1), socket: filepath.Join(dir, "s.sock"), metrics: freePort(t)}
+	d.cmd = exec.Command(bin, "daemon", "--policy", policyPath, "--interval", interval.String(),
+		"--metrics", d.metrics, "--socket", d.socket, "--lock", filepath.Join(dir, "lock"),
+		"--log-format", "json", "--log-level", "info")
+	d.cmd.Stderr = lockedWriter{d}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logs())
+		}
+	})
+	waitFor(t, 10*time.Second, "the daemon's socket", func() bool {
+		_, err := os.Stat(d.socket)
+		return err == nil
+	})
+	return d
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > limit {
+			t.Fatalf("waited %s for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func writePolicy(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// leakerNamed copies the leaking program under a name, so policy rules can
+// tell the leakers apart by comm.
+func leakerNamed(t *testing.T, name string) string {
+	t.Helper()
+	src := testproc.BuildC(t, "leak", testproc.LeakMasters)
+	dst := filepath.Join(filepath.Dir(src), name)
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	openToAll(t, dst)
+	return dst
+}
+
+const daemonPolicy = `version: 1
+defaults:
+  min_idle: 1s
+pressure:
+  min_idle: 1s
+self_service: true
+allow:
+  - name: leak-allowed
+    ptys: reclaim
+deny:
+  - name: leak-denied
+`
+
+func TestDaemonEndToEnd(t *testing.T) {
+	bin := buildForNobody(t)
+	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, policyPath, daemonPolicy)
+	const interval = time.Second
+	d := startDaemon(t, bin, policyPath, interval)
+
+	allowed := testproc.Start(t, leakerNamed(t, "leak-allowed"), "20")
+	denied := testproc.Start(t, leakerNamed(t, "leak-denied"), "20")
+	// Eligible once idle for min_idle (1s); then within two intervals.
+	took := waitFor(t, time.Second+2*interval+time.Second, "the allowlisted leaker to be reclaimed", func() bool {
+		return len(ptmxFDs(t, allowed.PID)) == 0
+	})
+	t.Logf("allowlisted leaker reclaimed %s after it started (interval %s, min_idle 1s)", took, interval)
+	echoes(t, allowed, "alive after the daemon's release")
+	// Another cycle passes: the deny-listed one is still untouched.
+	time.Sleep(2 * interval)
+	if n := len(ptmxFDs(t, denied.PID)); n != 20 {
+		t.Fatalf("deny-listed leaker lost masters: %d left", n)
+	}
+
+	m := scrape(t, d.metrics)
+	for _, want := range []string{
+		`ptyreclaim_actions_total{kind="pty",result="reclaimed"} 20`,
+		fmt.Sprintf(`ptyreclaim_holder_leaked_ptys{comm="leak-denied",pid="%d"} 20`, denied.PID),
+		"ptyreclaim_pool_limit ",
+		"ptyreclaim_scan_duration_seconds_count ",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if !strings.Contains(d.logs(), `"msg":"action"`) || !strings.Contains(d.logs(), fmt.Sprintf(`"pid":%d`, allowed.PID)) {
+		t.Error("no structured action record in the log")
+	}
+
+	// A second daemon on the same lock refuses to start.
+	second := exec.Command(bin, "daemon", "--policy", policyPath, "--lock", filepath.Join(filepath.Dir(d.socket), "lock"))
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another ptyreclaim daemon is running") {
+		t.Errorf("second daemon: %v %s", err, out)
+	}
+
+	// SIGHUP with a broken file keeps the old policy working.
+	writePolicy(t, policyPath, "version: 1\nallow:\n  - nmae: oops\n")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the failed reload in the log", func() bool {
+		return strings.Contains(d.logs(), "policy reload failed")
+	})
+	again := testproc.Start(t, leakerNamed(t, "leak-allowed"), "5")
+	waitFor(t, time.Second+2*interval+time.Second, "a reclaim under the kept policy", func() bool {
+		return len(ptmxFDs(t, again.PID)) == 0
+	})
+	if !strings.Contains(scrape(t, d.metrics), `ptyreclaim_policy_reloads_total{result="error"} 1`) {
+		t.Error("metrics lack the failed reload")
+	}
+
+	// SIGTERM ends it cleanly.
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		d.done <- err // for Cleanup
+		if err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop on SIGTERM")
+	}
+	if _, err := os.Stat(d.socket); !os.IsNotExist(err) {
+		t.Error("socket left behind")
+	}
+	if !strings.Contains(d.logs(), "daemon stopping") {
+		t.Error("no stop record")
+	}
+}
+
+// testUser creates a real user for the test and removes it afterwards.
+func testUser(t *testing.T, name string) (uid, gid int) {
+	t.Helper()
+	_ = exec.Command("userdel", name).Run()
+	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v %s", name, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+func as(uid, gid int, cmd *exec.Cmd) *exec.Cmd {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	return cmd
+}
+
+func TestSelfService(t *testing.T) {
+	bin := buildForNobody(t)
+	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, policyPath, daemonPolicy)
+	d := startDaemon(t, bin, policyPath, time.Hour) // no cycle gets in the way
+	aUID, aGID := testUser(t, "ptyreclaim-ta")
+	bUID, bGID := testUser(t, "ptyreclaim-tb")
+	leak := leakerNamed(t, "leak-user")
+	a := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "7")))
+	b := testproc.StartCmd(t, as(bUID, bGID, exec.Command(leak, "7")))
+
+	release := func(uid, gid int, args ...string) (string, string, int) {
+		cmd := as(uid, gid, exec.Command(bin, append([]string{"release", "--socket", d.socket, "--yes", "--min-idle", "0s"}, args...)...))
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	// A releases A's own leaked PTYs.
+	before := testproc.PTYCount(t)
+	out, errs, code := release(aUID, aGID, "--pid", strconv.Itoa(a.PID), "--json")
+	if code != 0 {
+		t.Fatalf("A's release: exit %d: %s", code, errs)
+	}
+	var rep pipeline.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if pipeline.CountResult(rep.Actions, "done") != 7 || len(ptmxFDs(t, a.PID)) != 0 || before-testproc.PTYCount(t) != 7 {
+		t.Fatalf("A's PTYs: %+v, %d masters left", rep.Actions, len(ptmxFDs(t, a.PID)))
+	}
+	echoes(t, a, "A still works")
+
+	// B's are not reachable from A, by pid or by --all.
+	_, errs, code = release(aUID, aGID, "--pid", strconv.Itoa(b.PID))
+	if code != ExitUsage || !strings.Contains(errs, "not your process") {
+		t.Errorf("A asking for B's pid: exit %d: %q", code, errs)
+	}
+	if _, errs, code = release(aUID, aGID, "--all"); code != 0 {
+		t.Errorf("A --all: exit %d: %s", code, errs)
+	}
+	if n := len(ptmxFDs(t, b.PID)); n != 7 {
+		t.Fatalf("B lost masters through A's requests: %d left", n)
+	}
+
+	// Garbage does not stop the daemon.
+	for _, garbage := range []string{"garbage\n", `{"op":"release","pids":"x"}` + "\n", `{"op":"shred"}` + "\n",
+		`{"op":"release","pids":[1],"evil":true}` + "\n", strings.Repeat("x", 100<<10)} {
+		c, err := net.Dial("unix", d.socket)
+		if err != nil {
+			t.Fatalf("dial after garbage: %v", err)
+		}
+		fmt.Fprint(c, garbage)
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if !strings.Contains(line, `"error"`) {
+			t.Errorf("garbage %.30q: answer %q", garbage, line)
+		}
+	}
+	// A client that connects and says nothing is dropped after the timeout
+	// without blocking others.
+	idle, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+
+	// B, still served, releases B's own.
+	if _, errs, code = release(bUID, bGID, "--name", "leak-user"); code != 0 {
+		t.Fatalf("B's release after the garbage: exit %d: %s", code, errs)
+	}
+	if n := len(ptmxFDs(t, b.PID)); n != 0 {
+		t.Fatalf("B's masters left: %d", n)
+	}
+	select {
+	case err := <-d.done:
+		t.Fatalf("daemon died: %v", err)
+	default:
+	}
+
+	// With self_service off, users are refused.
+	writePolicy(t, policyPath, strings.Replace(daemonPolicy, "self_service: true", "self_service: false", 1))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, "the reload", func() bool { return strings.Count(d.logs(), "policy reloaded") >= 1 })
+	c := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "1")))
+	_, errs, code = release(aUID, aGID, "--pid", strconv.Itoa(c.PID))
+	if code == 0 || !strings.Contains(errs, "self-service is off") || len(ptmxFDs(t, c.PID)) != 1 {
+		t.Errorf("self-service off: exit %d: %q", code, errs)
+	}
+}
