@@ -219,6 +219,12 @@ func (s *source) readProcess(l *lib, pid int, majors Majors) (*procRead, int, in
 
 	kqFailed := 0
 	if len(r.proc.PTYFDs) > 0 {
+		// Only PTY holders are asked: the answer decides the remedy for
+		// their fds (in place, or the policy's fallback), and csops is one
+		// more call per process.
+		if ok, reason := InPlaceReclaimPossible(pid); !ok {
+			r.proc.InPlaceRefused = reason
+		}
 		watched, ok := s.watched(l, pid, r.fds, log)
 		for i := range r.proc.PTYFDs {
 			// An unreadable kqueue could watch anything: err towards skip.

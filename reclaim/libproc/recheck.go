@@ -1,0 +1,84 @@
+package libproc
+
+import (
+	"fmt"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// The act stage re-reads a process right before and after it acts, through
+// libproc again. These are the decisions on what it reads back; the reads
+// themselves are in recheck_darwin.go.
+
+// FDKind is what one fd of another process refers to now.
+type FDKind int
+
+// What an fd can be, as far as the act stage cares.
+const (
+	FDClosed  FDKind = iota + 1 // no such fd (proc_pidfdinfo: EBADF)
+	FDPTY                       // one end of a PTY
+	FDDevNull                   // /dev/null
+	FDRevoked                   // a revoked vnode (ENOENT): pins nothing
+	FDOther                     // anything else (another file, a socket, ...)
+)
+
+// FDNow is what one fd refers to now.
+type FDNow struct {
+	Kind FDKind
+	// Side and Index name the PTY when Kind is FDPTY.
+	Side  snapshot.Side
+	Index int
+	// Path is the vnode path when known, for reasons.
+	Path string
+}
+
+func (f FDNow) String() string {
+	switch f.Kind {
+	case FDClosed:
+		return "closed"
+	case FDPTY:
+		return fmt.Sprintf("the %s of %s", f.Side, ptyName(f.Index))
+	case FDDevNull:
+		return "/dev/null"
+	case FDRevoked:
+		return "a revoked vnode"
+	}
+	if f.Path != "" {
+		return f.Path
+	}
+	return "another file"
+}
+
+// DescribeVnode tells what a vnode fd is: a PTY end by its device number
+// (masters all read back as /dev/ptmx, only minor(rdev) tells them apart),
+// /dev/null by its device number, else another file. nullRdev is st_rdev of
+// /dev/null, learnt by stat like the PTY majors.
+func DescribeVnode(v VnodeFD, m Majors, nullRdev uint32) FDNow {
+	if side, index, ok := ptyOf(&v, m); ok {
+		return FDNow{Kind: FDPTY, Side: side, Index: index, Path: v.Path}
+	}
+	if v.Stat.IsCharDevice() && v.Stat.Rdev == nullRdev {
+		return FDNow{Kind: FDDevNull, Path: v.Path}
+	}
+	return FDNow{Kind: FDOther, Path: v.Path}
+}
+
+// StillBlocked decides whether a process is still stuck the way the
+// snapshot proved: one thread, waiting, and its read end of the same pipe
+// (same pipe_handle) still flagged PIPE_WANTR. It returns why not, or "".
+// threads is the thread count read now; state the only thread's run state.
+func StillBlocked(threads int, state int32, pipe PipeFD, want *snapshot.BlockedRead) string {
+	switch {
+	case want == nil:
+		return "the snapshot saw no blocked read"
+	case threads != 1:
+		return fmt.Sprintf("it has %d threads now", threads)
+	case state != ThreadWaiting:
+		return "its thread is no longer waiting"
+	case pipe.Handle != want.Pipe:
+		return fmt.Sprintf("fd %d is no longer the same pipe", want.FD)
+	case !pipe.Reads() || !pipe.ReaderWaiting():
+		return "it is no longer blocked in the same read"
+	}
+	return ""
+}

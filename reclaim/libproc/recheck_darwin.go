@@ -1,0 +1,108 @@
+//go:build darwin
+
+package libproc
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Identity reads a process's start time, in the unit of
+// snapshot.Process.StartTime, and whether it has exited: gone (ESRCH) or a
+// zombie its parent has not reaped yet. A gone process has start time 0.
+func Identity(pid int) (uint64, bool, error) {
+	l, err := loadLib()
+	if err != nil {
+		return 0, false, fmt.Errorf("libproc: %w", err)
+	}
+	bsd, err := l.bsdInfo(pid)
+	switch {
+	case errors.Is(err, syscall.ESRCH):
+		return 0, true, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("proc_pidinfo(PROC_PIDTBSDINFO): %w", err)
+	}
+	start, _ := startTime(bsd)
+	return start, bsd.Status == statZombie, nil
+}
+
+// ProcessBlocked re-reads whether pid is still blocked as want says; it
+// returns why not, or "". See StillBlocked.
+func ProcessBlocked(pid int, want *snapshot.BlockedRead) string {
+	if want == nil {
+		return StillBlocked(0, 0, PipeFD{}, nil)
+	}
+	l, err := loadLib()
+	if err != nil {
+		return fmt.Sprintf("libproc: %v", err)
+	}
+	ti, err := l.taskInfo(pid)
+	if err != nil {
+		return fmt.Sprintf("its task info is unreadable now: %v", err)
+	}
+	state, err := l.onlyThreadState(pid)
+	if err != nil {
+		state = 0 // more threads, or unreadable: StillBlocked says which
+	}
+	pipe, err := l.pipeInfo(pid, want.FD)
+	if err != nil {
+		return fmt.Sprintf("fd %d is no longer a readable pipe: %v", want.FD, err)
+	}
+	return StillBlocked(int(ti.Threads), state, pipe, want)
+}
+
+// FDProbe reads what fds of other processes refer to now. It learns the
+// PTY majors and /dev/null's device number once.
+type FDProbe struct {
+	l        *lib
+	majors   Majors
+	nullRdev uint32
+}
+
+// NewFDProbe learns the device numbers the probe compares against.
+func NewFDProbe() (*FDProbe, error) {
+	l, err := loadLib()
+	if err != nil {
+		return nil, fmt.Errorf("libproc: %w", err)
+	}
+	majors, _, err := readMajors()
+	if err != nil {
+		return nil, fmt.Errorf("libproc: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/null", &st); err != nil {
+		return nil, fmt.Errorf("stat /dev/null: %w", err)
+	}
+	return &FDProbe{l: l, majors: majors, nullRdev: uint32(st.Rdev)}, nil
+}
+
+// Look reads fd of pid. proc_pidfdinfo fails with EBADF for a closed fd,
+// ENOENT for a revoked vnode and ENOTSUP for an fd that is not a vnode
+// (fp_getfvpandvid in bsd/kern/proc_info.c); ESRCH (process gone) and
+// anything else is an error.
+func (p *FDProbe) Look(pid, fd int) (FDNow, error) {
+	v, err := p.l.vnodePath(pid, fd)
+	switch {
+	case err == nil:
+		return DescribeVnode(v, p.majors, p.nullRdev), nil
+	case errors.Is(err, syscall.EBADF):
+		return FDNow{Kind: FDClosed}, nil
+	case errors.Is(err, syscall.ENOENT):
+		return FDNow{Kind: FDRevoked}, nil
+	case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP):
+		return FDNow{Kind: FDOther}, nil
+	}
+	return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+}
+
+// PTYLastIO reads the last I/O time of PTY index as the snapshot does (the
+// newer of its slave node's atime and mtime); zero when unreadable.
+func PTYLastIO(index int) time.Time {
+	return ptyInfo(snapshot.PTYID{Index: index}).LastIO
+}
