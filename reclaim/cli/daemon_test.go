@@ -344,3 +344,63 @@ func TestSelfService(t *testing.T) {
 		t.Errorf("self-service off: exit %d: %q", code, errs)
 	}
 }
+
+// Under systemd (Type=notify) the daemon must say READY=1 once it serves,
+// feed the watchdog, and say STOPPING=1 on SIGTERM. systemd cannot run
+// here, so the test plays its part: a datagram socket in NOTIFY_SOCKET.
+func TestDaemonNotifiesSystemd(t *testing.T) {
+	bin := buildForNobody(t)
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, policyPath, daemonPolicy)
+	notifyPath := filepath.Join(dir, "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	msgs := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := sock.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	cmd := exec.Command(bin, "daemon", "--policy", policyPath, "--interval", "1h", "--lock", filepath.Join(dir, "lock"))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "WATCHDOG_USEC=200000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	want := []string{"READY=1", "WATCHDOG=1", "WATCHDOG=1"}
+	for _, w := range want {
+		select {
+		case m := <-msgs:
+			if !strings.HasPrefix(m, w) {
+				t.Fatalf("got %q, want %q", m, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s within 10s", w)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-msgs:
+			if m == "STOPPING=1" {
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("exit after SIGTERM: %v", err)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no STOPPING=1 after SIGTERM")
+		}
+	}
+}
