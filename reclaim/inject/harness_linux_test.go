@@ -20,6 +20,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 // binDir holds the test programs, built once per test binary.
@@ -247,11 +249,11 @@ func (tg *target) startTime() uint64 {
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	st, err := parseStatStartTime(data)
+	st, err := procfs.ParseStat(data)
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	return st
+	return st.StartTime
 }
 
 func (tg *target) fdLink(fd int) string {
@@ -268,11 +270,11 @@ func (tg *target) fdFlags(fd int) uint64 {
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	flags, err := parseFdinfoFlags(data)
+	fi, err := procfs.ParseFDInfo(data)
 	if err != nil {
 		tg.t.Fatal(err)
 	}
-	return flags
+	return uint64(fi.Flags)
 }
 
 // ptyIndex returns the tty-index of a master fd in the target.
@@ -340,8 +342,8 @@ func threadsStopped(pid int) []string {
 		if err != nil {
 			continue
 		}
-		if s := parseStatState(data); s == "t" || s == "T" {
-			out = append(out, fmt.Sprintf("%d:%s", tid, s))
+		if st, err := procfs.ParseStat(data); err == nil && (st.State == 't' || st.State == 'T') {
+			out = append(out, fmt.Sprintf("%d:%c", tid, st.State))
 		}
 	}
 	return out
@@ -352,7 +354,7 @@ func tracerOf(pid int) int {
 	if err != nil {
 		return 0
 	}
-	st, _ := parseStatus(data)
+	st, _ := procfs.ParseStatus(data)
 	return st.TracerPID
 }
 

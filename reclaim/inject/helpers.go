@@ -85,91 +85,6 @@ func normaliseAMD64(origRax, rax, rip uint64, restartSyscall uint64) (newRax, ne
 	return rax, rip, false
 }
 
-// parseFdinfoFlags reads the octal "flags:" line of /proc/PID/fdinfo/FD.
-func parseFdinfoFlags(data []byte) (uint64, error) {
-	for _, line := range strings.Split(string(data), "\n") {
-		rest, ok := strings.CutPrefix(line, "flags:")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseUint(strings.TrimSpace(rest), 8, 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad fdinfo flags %q: %w", strings.TrimSpace(rest), err)
-		}
-		return v, nil
-	}
-	return 0, errors.New("fdinfo has no flags line")
-}
-
-// procStatus is what Preflight needs from /proc/PID/status.
-type procStatus struct {
-	State     string
-	TracerPID int
-	Seccomp   int
-	Kthread   bool
-}
-
-func parseStatus(data []byte) (procStatus, error) {
-	var st procStatus
-	seen := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		key, val, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
-		var err error
-		switch key {
-		case "State":
-			st.State, _, _ = strings.Cut(val, " ")
-			seen++
-		case "TracerPid":
-			st.TracerPID, err = strconv.Atoi(val)
-			seen++
-		case "Seccomp":
-			st.Seccomp, err = strconv.Atoi(val)
-		case "Kthread":
-			st.Kthread = val == "1"
-		}
-		if err != nil {
-			return st, fmt.Errorf("bad status line %q: %w", line, err)
-		}
-	}
-	if seen < 2 {
-		return st, errors.New("status lacks State or TracerPid")
-	}
-	return st, nil
-}
-
-// parseStatStartTime returns field 22 of /proc/PID/stat. The command name
-// (field 2) may hold spaces and parentheses, so fields are counted from the
-// last ')'.
-func parseStatStartTime(data []byte) (uint64, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("stat has no command name")
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state), so field 22 is fields[19].
-	if len(fields) < 20 {
-		return 0, errors.New("stat is too short")
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
-}
-
-// parseStatState returns field 3 of /proc/PID/stat (R, S, D, Z, t, ...).
-func parseStatState(data []byte) string {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return ""
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) == 0 {
-		return ""
-	}
-	return fields[0]
-}
-
 // mapping is one line of /proc/PID/maps.
 type mapping struct {
 	start, end uint64
@@ -260,22 +175,6 @@ func dedupeFDs(fds []int) []int {
 	return out
 }
 
-// sigkillPending reads the SigPnd and ShdPnd masks of /proc/PID/status and
-// says whether SIGKILL (bit 8) is pending: the process is being killed.
-func sigkillPending(status []byte) bool {
-	for _, line := range strings.Split(string(status), "\n") {
-		key, val, ok := strings.Cut(line, ":")
-		if !ok || (key != "SigPnd" && key != "ShdPnd") {
-			continue
-		}
-		m, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
-		if err == nil && m&(1<<8) != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // arm64Regs mirrors unix.PtraceRegsArm64 (same fields, so the two convert
 // into each other) to keep the arm64 register work testable on any machine.
 type arm64Regs struct {
@@ -302,23 +201,4 @@ func (r *arm64Regs) prepareSyscall(pc, nr uint64, args [6]uint64) {
 	r.Pc = pc
 	r.Regs[8] = nr
 	copy(r.Regs[0:6], args[:])
-}
-
-// parseStatProcessor returns field 39 of /proc/PID/task/TID/stat: the CPU
-// the thread last ran on.
-func parseStatProcessor(data []byte) (int, bool) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(data[i+1:])
-	const field = 39 - 3 // fields after comm start at 3 (state)
-	if len(f) <= field {
-		return 0, false
-	}
-	cpu, err := strconv.Atoi(string(f[field]))
-	if err != nil || cpu < 0 {
-		return 0, false
-	}
-	return cpu, true
 }

@@ -80,65 +80,6 @@ func TestNormaliseAMD64(t *testing.T) {
 	}
 }
 
-func TestParseFdinfoFlags(t *testing.T) {
-	got, err := parseFdinfoFlags([]byte("pos:\t0\nflags:\t02100002\nmnt_id:\t25\nino:\t3\ntty-index:\t4\n"))
-	if err != nil || got != 02100002 || got&oCLOEXEC == 0 {
-		t.Errorf("cloexec master: %o %v", got, err)
-	}
-	got, err = parseFdinfoFlags([]byte("pos:\t0\nflags:\t0100002\n"))
-	if err != nil || got&oCLOEXEC != 0 {
-		t.Errorf("plain master: %o %v", got, err)
-	}
-	if _, err := parseFdinfoFlags([]byte("pos:\t0\n")); err == nil {
-		t.Error("no flags line accepted")
-	}
-	if _, err := parseFdinfoFlags([]byte("flags:\t0x9\n")); err == nil {
-		t.Error("non-octal flags accepted")
-	}
-}
-
-func TestParseStatus(t *testing.T) {
-	data := "Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nTracerPid:\t17\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\nSeccomp:\t2\nSeccomp_filters:\t1\nKthread:\t0\n"
-	st, err := parseStatus([]byte(data))
-	if err != nil || st.State != "S" || st.TracerPID != 17 || st.Seccomp != 2 || st.Kthread {
-		t.Errorf("%+v %v", st, err)
-	}
-	if !sigkillPending([]byte(data)) {
-		t.Error("SIGKILL in ShdPnd not seen")
-	}
-	if sigkillPending([]byte("SigPnd:\t0000000000000200\nShdPnd:\t0000000000000000\n")) {
-		t.Error("SIGUSR1 taken for SIGKILL")
-	}
-	st, err = parseStatus([]byte("Name:\tkthreadd\nState:\tS (sleeping)\nTracerPid:\t0\nKthread:\t1\n"))
-	if err != nil || !st.Kthread {
-		t.Errorf("kthread: %+v %v", st, err)
-	}
-	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
-		t.Error("status without State accepted")
-	}
-	if _, err := parseStatus([]byte("State:\tS\nTracerPid:\tx\n")); err == nil {
-		t.Error("bad TracerPid accepted")
-	}
-}
-
-func TestParseStat(t *testing.T) {
-	// The command name may hold spaces and parentheses.
-	stat := "4242 (a (weird) name) S 1 4242 4242 0 -1 4194304 100 0 0 0 1 2 0 0 20 0 3 0 987654 1000 100 18446744073709551615\n"
-	st, err := parseStatStartTime([]byte(stat))
-	if err != nil || st != 987654 {
-		t.Errorf("start time %d %v", st, err)
-	}
-	if s := parseStatState([]byte(stat)); s != "S" {
-		t.Errorf("state %q", s)
-	}
-	if _, err := parseStatStartTime([]byte("1 (x) S 1 2")); err == nil {
-		t.Error("short stat accepted")
-	}
-	if _, err := parseStatStartTime([]byte("garbage")); err == nil {
-		t.Error("garbage accepted")
-	}
-}
-
 func TestParseMaps(t *testing.T) {
 	data := `55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234 /usr/bin/cat
 55d0c0a02000-55d0c0a07000 r-xp 00002000 fd:01 1234 /usr/bin/cat

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 const kcmpFile = 0 // KCMP_FILE
@@ -33,24 +35,24 @@ func Preflight(pid int) error {
 	return err
 }
 
-func preflight(pid int) (procStatus, error) {
+func preflight(pid int) (procfs.Status, error) {
 	if pid <= 0 {
-		return procStatus{}, fmt.Errorf("invalid pid %d", pid)
+		return procfs.Status{}, fmt.Errorf("invalid pid %d", pid)
 	}
 	if pid == os.Getpid() {
-		return procStatus{}, fmt.Errorf("pid %d is ptyreclaim itself; refusing", pid)
+		return procfs.Status{}, fmt.Errorf("pid %d is ptyreclaim itself; refusing", pid)
 	}
 	if scope, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil && strings.TrimSpace(string(scope)) == "3" {
-		return procStatus{}, errors.New("ptrace is forbidden by Yama ptrace_scope=3")
+		return procfs.Status{}, errors.New("ptrace is forbidden by Yama ptrace_scope=3")
 	}
 	data, err := os.ReadFile(procPath(pid, "status"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-			return procStatus{}, fmt.Errorf("no process %d", pid)
+			return procfs.Status{}, fmt.Errorf("no process %d", pid)
 		}
-		return procStatus{}, fmt.Errorf("cannot read the status of pid %d: %v", pid, err)
+		return procfs.Status{}, fmt.Errorf("cannot read the status of pid %d: %v", pid, err)
 	}
-	st, err := parseStatus(data)
+	st, err := procfs.ParseStatus(data)
 	if err != nil {
 		return st, fmt.Errorf("cannot parse the status of pid %d: %v", pid, err)
 	}
@@ -152,14 +154,15 @@ func processDying(pid int) bool {
 	if err != nil {
 		return true
 	}
-	if s := parseStatState(data); s == "Z" || s == "X" {
+	if st, err := procfs.ParseStat(data); err != nil || st.State == 'Z' || st.State == 'X' {
 		return true
 	}
 	data, err = os.ReadFile(procPath(pid, "status"))
 	if err != nil {
 		return true
 	}
-	return sigkillPending(data)
+	st, err := procfs.ParseStatus(data)
+	return err != nil || st.SigkillPending()
 }
 
 // run is one Reclaim on its locked OS thread.
@@ -343,12 +346,12 @@ func (r *run) checkStartTime() error {
 	if err != nil {
 		return fmt.Errorf("no process %d", r.t.PID)
 	}
-	st, err := parseStatStartTime(data)
+	st, err := procfs.ParseStat(data)
 	if err != nil {
 		return fmt.Errorf("cannot read the start time of pid %d: %v", r.t.PID, err)
 	}
-	if st != r.t.StartTime {
-		return fmt.Errorf("pid %d was reused by another process (start time %d, expected %d)", r.t.PID, st, r.t.StartTime)
+	if st.StartTime != r.t.StartTime {
+		return fmt.Errorf("pid %d was reused by another process (start time %d, expected %d)", r.t.PID, st.StartTime, r.t.StartTime)
 	}
 	return nil
 }
@@ -455,11 +458,11 @@ func (r *run) verifyOne(fd, fdinfo int, buf []byte) (reason string, cloexec bool
 	if err != nil {
 		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
 	}
-	flags, err := parseFdinfoFlags(data)
+	fi, err := procfs.ParseFDInfo(data)
 	if err != nil {
 		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
 	}
-	return "", flags&oCLOEXEC != 0
+	return "", fi.CloseOnExec()
 }
 
 // readSmallAt reads a small /proc file relative to dirfd with three plain

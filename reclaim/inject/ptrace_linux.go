@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 // seizeOptions: TRACESYSGOOD tells syscall stops from SIGTRAP, TRACECLONE
@@ -128,7 +130,11 @@ func (t *tracer) taskState(tid int) string {
 	if err != nil {
 		return "gone"
 	}
-	return parseStatState(data)
+	st, err := procfs.ParseStat(data)
+	if err != nil {
+		return "gone"
+	}
+	return string(st.State)
 }
 
 func (t *tracer) tracedByUs(tid int) bool {
@@ -136,7 +142,7 @@ func (t *tracer) tracedByUs(tid int) bool {
 	if err != nil {
 		return false
 	}
-	st, err := parseStatus(data)
+	st, err := procfs.ParseStatus(data)
 	return err == nil && st.TracerPID == t.self
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 func TestReclaimSingleThreadDevNull(t *testing.T) {
@@ -501,7 +503,7 @@ func findKernelThread() int {
 		if err != nil {
 			continue
 		}
-		if st, err := parseStatus(data); err == nil && st.Kthread {
+		if st, err := procfs.ParseStatus(data); err == nil && st.Kthread {
 			return pid
 		}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 // devNullPath is written into the scratch page; NUL-terminated for the kernel.
@@ -280,10 +282,11 @@ func pinToCPUOf(pid, tid int) func() {
 	if err != nil {
 		return nil
 	}
-	cpu, ok := parseStatProcessor(data)
-	if !ok {
+	st, err := procfs.ParseStat(data)
+	if err != nil || st.Processor < 0 {
 		return nil
 	}
+	cpu := st.Processor
 	var old, set unix.CPUSet
 	if unix.SchedGetaffinity(0, &old) != nil || !old.IsSet(cpu) {
 		return nil

@@ -25,6 +25,8 @@ type Stat struct {
 	Flags     uint32
 	Threads   int
 	StartTime uint64 // clock ticks after boot
+	// Processor is the CPU the task last ran on (field 39), -1 if absent.
+	Processor int
 }
 
 // pfKthread is PF_KTHREAD from include/linux/sched.h.
@@ -85,6 +87,12 @@ func ParseStat(b []byte) (Stat, error) {
 	if s.StartTime, err = strconv.ParseUint(string(field(22)), 10, 64); err != nil {
 		return s, fmt.Errorf("stat: starttime: %w", err)
 	}
+	s.Processor = -1
+	if len(f) >= 39-2 {
+		if cpu, err := strconv.Atoi(string(field(39))); err == nil && cpu >= 0 {
+			s.Processor = cpu
+		}
+	}
 	return s, nil
 }
 
@@ -118,12 +126,23 @@ func IsPTMX(major, minor uint32) bool { return major == ptmxMajor && minor == pt
 
 // Status is what we use of /proc/PID/status.
 type Status struct {
-	UID       int // real uid
+	UID       int    // real uid
+	State     string // "S", "R", "Z", ...
 	TracerPID int
 	Seccomp   int
+	SigPnd    uint64 // pending for the thread
+	ShdPnd    uint64 // pending for the process
 	SigBlk    uint64
 	SigCgt    uint64
 	Threads   int
+	Kthread   bool // the "Kthread: 1" line of recent kernels
+}
+
+// SigkillPending reports whether SIGKILL is on its way, which a killed
+// thread shows even while a tracer holds it stopped.
+func (s Status) SigkillPending() bool {
+	const sigkill = 1 << (9 - 1)
+	return (s.SigPnd|s.ShdPnd)&sigkill != 0
 }
 
 // ParseStatus parses /proc/PID/status. Missing optional lines keep zero
@@ -148,6 +167,15 @@ func ParseStatus(b []byte) (Status, error) {
 			}
 			s.UID, err = strconv.Atoi(string(f[0]))
 			sawUID = true
+		case "State":
+			st, _, _ := bytes.Cut(val, []byte{' '})
+			s.State = string(st)
+		case "Kthread":
+			s.Kthread = string(val) == "1"
+		case "SigPnd":
+			s.SigPnd, err = strconv.ParseUint(string(val), 16, 64)
+		case "ShdPnd":
+			s.ShdPnd, err = strconv.ParseUint(string(val), 16, 64)
 		case "TracerPid":
 			s.TracerPID, err = strconv.Atoi(string(val))
 		case "Seccomp":

@@ -12,7 +12,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stat{PID: 4163, Comm: "python3", State: 'R', PPID: 4161, PGRP: 4161, Session: 1034, TTYNr: 34816, Flags: 4194304, Threads: 1, StartTime: 26778}
+	want := Stat{PID: 4163, Comm: "python3", State: 'R', PPID: 4161, PGRP: 4161, Session: 1034, TTYNr: 34816, Flags: 4194304, Threads: 1, StartTime: 26778, Processor: 1}
 	if st != want {
 		t.Errorf("got %+v\nwant %+v", st, want)
 	}
@@ -23,7 +23,7 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Comm != "a) b (c)" || st.State != 'S' || !st.Kernel() || st.Threads != 3 || st.StartTime != 999 {
+	if st.Comm != "a) b (c)" || st.State != 'S' || !st.Kernel() || st.Threads != 3 || st.StartTime != 999 || st.Processor != 0 {
 		t.Errorf("odd comm: %+v", st)
 	}
 	for _, bad := range []string{"", "12 (x", "12 (x) S 1 2", "x (y) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5", "1 (x) SS 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5"} {
@@ -48,14 +48,24 @@ func TestTTYDeviceHighMinor(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	const s = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t10\nPid:\t10\nPPid:\t1\nTracerPid:\t4242\nUid:\t1000\t1000\t1000\t1000\nThreads:\t3\nSigBlk:\t0000000000010000\nSigCgt:\t000000004b817efb\nSeccomp:\t2\n"
+	const s = "Name:\tbash\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t10\nPid:\t10\nPPid:\t1\nTracerPid:\t4242\nUid:\t1000\t1000\t1000\t1000\nThreads:\t3\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\nSigBlk:\t0000000000010000\nSigCgt:\t000000004b817efb\nSeccomp:\t2\nKthread:\t0\n"
 	st, err := ParseStatus([]byte(s))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Status{UID: 1000, TracerPID: 4242, Seccomp: 2, SigBlk: 0x10000, SigCgt: 0x4b817efb, Threads: 3}
+	want := Status{UID: 1000, State: "S", TracerPID: 4242, Seccomp: 2, ShdPnd: 0x100, SigBlk: 0x10000, SigCgt: 0x4b817efb, Threads: 3}
 	if st != want {
 		t.Errorf("got %+v want %+v", st, want)
+	}
+	if !st.SigkillPending() {
+		t.Error("SIGKILL in ShdPnd not seen")
+	}
+	if (Status{SigPnd: 0x200}).SigkillPending() {
+		t.Error("SIGUSR1 taken for SIGKILL")
+	}
+	kt, err := ParseStatus([]byte("Name:\tkthreadd\nState:\tS (sleeping)\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nKthread:\t1\n"))
+	if err != nil || !kt.Kthread {
+		t.Errorf("kthread: %+v %v", kt, err)
 	}
 	for _, bad := range []string{"Name:\tx\n", "Uid:\tabc\n", "Uid:\t0\nSigCgt:\tzz\n", "Uid:\t0\nTracerPid:\t-\n", "Uid:\n"} {
 		if _, err := ParseStatus([]byte(bad)); err == nil {
