@@ -1,0 +1,275 @@
+package act
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// The macOS actor's decisions live here, without build tags, so that they
+// run on Linux against fake system calls; darwin.go plugs in libproc,
+// kill(2) and lldb.
+
+// macSys is what the macOS actor needs from the system.
+type macSys struct {
+	// identity reads a process's start time (0 when gone) and whether it
+	// has exited: gone, or a zombie whose fds are already closed.
+	identity func(pid int) (start uint64, exited bool, err error)
+	// signal sends sig to pid; syscall.ESRCH when it is gone.
+	signal func(pid int, sig syscall.Signal) error
+	sleep  func(time.Duration)
+	// blocked re-reads whether an orphan is still blocked as the snapshot
+	// proved; "" when it is.
+	blocked func(pid int, want *snapshot.BlockedRead) string
+	// inPlace re-asks whether root can get the task port; "" when it can.
+	inPlace func(pid int) string
+	// look reads what fd of pid refers to now.
+	look func(pid, fd int) (libproc.FDNow, error)
+	// lastIO reads a PTY's last I/O time now.
+	lastIO func(index int) time.Time
+	// lldb runs lldb and returns its output. The error is for lldb that
+	// could not run (missing, timed out), not for a failed attach.
+	lldb func(ctx context.Context, args []string) (string, error)
+}
+
+// macActor carries out plans on macOS.
+type macActor struct {
+	sys macSys
+	// grace is how long a process gets between SIGTERM and SIGKILL.
+	grace time.Duration
+	// exprTimeout bounds each call lldb runs in the holder.
+	exprTimeout time.Duration
+	// scanLastIO is the last I/O time the scan saw for a PTY; nil skips
+	// that check.
+	scanLastIO func(snapshot.PTYID) time.Time
+
+	mu sync.Mutex
+	// ended remembers each holder ended for kill-holder items, so that all
+	// of its items stand for one kill.
+	ended map[snapshot.Key]holderEnd
+}
+
+// holderEnd is how ending one holder went.
+type holderEnd struct {
+	result, reason string
+	fd             int // the item that ended it
+}
+
+// pollEvery is how often an exit is polled: macOS has no pidfd.
+const pollEvery = 50 * time.Millisecond
+
+const macExited = "it already exited"
+
+// reclaim releases one process's items: kill-holder items end the holder
+// once, the others are released in place through lldb.
+func (m *macActor) reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
+	out := make([]Action, len(items))
+	var inPlace []int
+	for i, it := range items {
+		if it.Method == plan.MethodKillHolder {
+			out[i] = m.killHolder(it, log)
+			continue
+		}
+		inPlace = append(inPlace, i)
+	}
+	var frozen time.Duration
+	if len(inPlace) > 0 {
+		frozen = m.releaseInPlace(ctx, p, items, inPlace, out, log)
+	}
+	return out, frozen
+}
+
+// kill ends an orphan child, or the holder of a kill-holder item.
+func (m *macActor) kill(it plan.Item, log *zap.Logger) Action {
+	if it.Method == plan.MethodKillHolder {
+		return m.killHolder(it, log)
+	}
+	pid, want := it.Process.PID, it.Process.Blocked
+	result, reason := m.end(it.Process.Key(), func() string { return m.sys.blocked(pid, want) }, log)
+	return NewAction(it, result, reason)
+}
+
+// killHolder ends a holder the first time one of its items comes, and
+// reports that outcome for every later item.
+func (m *macActor) killHolder(it plan.Item, log *zap.Logger) Action {
+	key := it.Process.Key()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.ended[key]; ok {
+		reason := fmt.Sprintf("the holder was ended once for all its fds (with fd %d)", h.fd)
+		if h.result != Done {
+			reason = fmt.Sprintf("ending the holder (with fd %d) %s: %s", h.fd, h.result, h.reason)
+		}
+		return NewAction(it, h.result, reason)
+	}
+	result, reason := m.end(key, nil, log)
+	if result == Done && reason == "" {
+		reason = "the holder was ended: its PTY fds closed with it"
+	}
+	if m.ended == nil {
+		m.ended = map[snapshot.Key]holderEnd{}
+	}
+	m.ended[key] = holderEnd{result: result, reason: reason, fd: it.FD}
+	return NewAction(it, result, reason)
+}
+
+// end ends a process: SIGTERM, the grace period, then SIGKILL. Before each
+// signal it must still be the same process (pid and start time) and, when
+// still is set, still in the state that justified ending it. macOS has no
+// pidfd, so a pid reused between the check and kill(2) cannot be excluded;
+// the window is one libproc call long.
+func (m *macActor) end(key snapshot.Key, still func() string, log *zap.Logger) (string, string) {
+	gone, why := m.same(key, still)
+	switch {
+	case gone:
+		return Skipped, macExited
+	case why != "":
+		return Skipped, why
+	}
+	if result, reason, done := m.send(key, syscall.SIGTERM, m.grace, log); done {
+		return result, reason
+	}
+	gone, why = m.same(key, still)
+	switch {
+	case gone:
+		return Done, ""
+	case why != "":
+		return Skipped, "after SIGTERM " + why
+	}
+	if result, reason, done := m.send(key, syscall.SIGKILL, 5*time.Second, log); done {
+		return result, reason
+	}
+	return Failed, "still alive 5s after SIGKILL (in uninterruptible sleep?)"
+}
+
+// same re-checks a process: gone is true when it exited; why says why it
+// must not be signalled, "" when it may.
+func (m *macActor) same(key snapshot.Key, still func() string) (gone bool, why string) {
+	start, exited, err := m.sys.identity(key.PID)
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("its identity could not be read: %v", err)
+	case exited && (start == 0 || start == key.StartTime):
+		return true, ""
+	case start != key.StartTime:
+		return false, fmt.Sprintf("pid %d is another process now (start time changed)", key.PID)
+	}
+	if still != nil {
+		return false, still()
+	}
+	return false, ""
+}
+
+// send signals the process and waits up to d for it to exit; done is false
+// when it is still alive.
+func (m *macActor) send(key snapshot.Key, sig syscall.Signal, d time.Duration, log *zap.Logger) (result, reason string, done bool) {
+	if err := m.sys.signal(key.PID, sig); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return Done, "", true
+		}
+		return Failed, fmt.Sprintf("%s: %v", sigName(sig), err), true
+	}
+	log.Debug("signal sent", zap.Int("pid", key.PID), zap.String("signal", sigName(sig)))
+	for waited := time.Duration(0); waited < d; waited += pollEvery {
+		m.sys.sleep(pollEvery)
+		start, exited, err := m.sys.identity(key.PID)
+		if err == nil && (exited || start != key.StartTime) {
+			return Done, "", true
+		}
+	}
+	return "", "", false
+}
+
+func sigName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGKILL:
+		return "SIGKILL"
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// releaseInPlace releases items[idx] of p inside the process with one lldb
+// session, and fills out[idx]. Each fd is checked through libproc before
+// (the planned side and minor, no I/O since the scan) and after (now
+// /dev/null or closed). It returns how long lldb held the process.
+func (m *macActor) releaseInPlace(ctx context.Context, p *snapshot.Process, items []plan.Item, idx []int, out []Action, log *zap.Logger) time.Duration {
+	setAll := func(result, reason string) time.Duration {
+		for _, i := range idx {
+			out[i] = NewAction(items[i], result, reason)
+		}
+		return 0
+	}
+	if p.InPlaceRefused != "" {
+		return setAll(Failed, p.InPlaceRefused)
+	}
+	if r := m.sys.inPlace(p.PID); r != "" {
+		return setAll(Failed, r)
+	}
+	if gone, why := m.same(p.Key(), nil); gone {
+		return setAll(Skipped, macExited)
+	} else if why != "" {
+		return setAll(Skipped, why)
+	}
+
+	var todo []int
+	var fds []int
+	for _, i := range idx {
+		it := items[i]
+		now, err := m.sys.look(p.PID, it.FD)
+		if err != nil {
+			out[i] = NewAction(it, Failed, fmt.Sprintf("fd %d unreadable before the release: %v", it.FD, err))
+			continue
+		}
+		if why := checkPlanned(it, now); why != "" {
+			out[i] = NewAction(it, Skipped, why)
+			continue
+		}
+		if m.scanLastIO != nil && !m.sys.lastIO(it.PTY.Index).Equal(m.scanLastIO(it.PTY)) {
+			out[i] = NewAction(it, Skipped, ptyLabel(it)+" saw I/O since the scan")
+			continue
+		}
+		todo = append(todo, i)
+		fds = append(fds, it.FD)
+	}
+	if len(todo) == 0 {
+		return 0
+	}
+
+	method := items[todo[0]].Method
+	args, steps := lldbScript(p.PID, fds, method, m.exprTimeout)
+	start := time.Now()
+	text, err := m.sys.lldb(ctx, args)
+	frozen := time.Since(start)
+	if err != nil {
+		for _, i := range todo {
+			out[i] = NewAction(items[i], Failed, err.Error())
+		}
+		return frozen
+	}
+	res := parseLLDB(text, steps)
+	if res.AttachError != "" {
+		log.Info("lldb could not attach", zap.Int("pid", p.PID), zap.String("error", res.AttachError))
+	}
+	for _, i := range todo {
+		it := items[i]
+		now, err := m.sys.look(p.PID, it.FD)
+		if err != nil {
+			out[i] = NewAction(it, Failed, fmt.Sprintf("fd %d unreadable after the release: %v", it.FD, err))
+			continue
+		}
+		result, reason := released(it, now, res)
+		out[i] = NewAction(it, result, reason)
+	}
+	return frozen
+}
