@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin
 
 package act
 
@@ -15,8 +15,7 @@ import (
 )
 
 // Unsupported reports every action as failed: acting is implemented for
-// Linux only so far (macOS in-place reclaim needs a task port; see
-// reclaim/libproc/README.md).
+// Linux and macOS only.
 type Unsupported struct{}
 
 // Reclaim fails every item with the reason.

@@ -1,0 +1,148 @@
+//go:build darwin
+
+package act
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+// Darwin releases fds in place by driving lldb where root can get the task
+// port, ends disposable holders whose fds cannot be released in place, and
+// ends orphan children, each after re-checking through libproc.
+type Darwin struct {
+	actor *macActor
+}
+
+var _ Platform = (*Darwin)(nil)
+
+// DarwinOptions tune the macOS platform.
+type DarwinOptions struct {
+	// Grace is how long a process gets between SIGTERM and SIGKILL.
+	Grace time.Duration
+	// LastIO returns the last I/O time the scan saw for a PTY; nil skips
+	// the "no I/O since the scan" check.
+	LastIO func(id snapshot.PTYID) time.Time
+	// LLDB is the lldb binary; "" finds the one of the active developer
+	// directory (xcode-select -p), then the Command Line Tools and Xcode.
+	LLDB string
+	// ExprTimeout bounds each call lldb runs in a holder (default 2s).
+	ExprTimeout time.Duration
+}
+
+// NewDarwin returns the macOS platform. One value serves one run: it
+// remembers the holders it ended.
+func NewDarwin(o DarwinOptions) *Darwin {
+	if o.ExprTimeout <= 0 {
+		o.ExprTimeout = 2 * time.Second
+	}
+	return &Darwin{actor: &macActor{
+		grace:       o.Grace,
+		exprTimeout: o.ExprTimeout,
+		scanLastIO:  o.LastIO,
+		sys: macSys{
+			identity: libproc.Identity,
+			signal:   func(pid int, sig syscall.Signal) error { return unix.Kill(pid, sig) },
+			sleep:    time.Sleep,
+			blocked:  libproc.ProcessBlocked,
+			inPlace: func(pid int) string {
+				if ok, reason := libproc.InPlaceReclaimPossible(pid); !ok {
+					return reason
+				}
+				return ""
+			},
+			look:   lookFD(),
+			lastIO: libproc.PTYLastIO,
+			lldb:   runLLDB(o.LLDB, o.ExprTimeout),
+		},
+	}}
+}
+
+// Reclaim releases p's planned fds: kill-holder items end the holder once,
+// the others are released inside the process with one lldb session.
+func (d *Darwin) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
+	return d.actor.reclaim(ctx, p, items, log)
+}
+
+// Kill ends an orphan child, or the holder of a kill-holder item (once per
+// holder, however many of its items come).
+func (d *Darwin) Kill(_ context.Context, it plan.Item, log *zap.Logger) Action {
+	return d.actor.kill(it, log)
+}
+
+// lookFD reads fds through one libproc probe, made on first use.
+func lookFD() func(pid, fd int) (libproc.FDNow, error) {
+	var probe *libproc.FDProbe
+	return func(pid, fd int) (libproc.FDNow, error) {
+		if probe == nil {
+			p, err := libproc.NewFDProbe()
+			if err != nil {
+				return libproc.FDNow{}, err
+			}
+			probe = p
+		}
+		return probe.Look(pid, fd)
+	}
+}
+
+// runLLDB runs lldb with a deadline that covers the attach and every call.
+// Its environment is minimal: root must not pick up a user's settings.
+func runLLDB(path string, exprTimeout time.Duration) func(ctx context.Context, args []string) (string, error) {
+	return func(ctx context.Context, args []string) (string, error) {
+		bin := path
+		if bin == "" {
+			var err error
+			if bin, err = findLLDB(); err != nil {
+				return "", err
+			}
+		}
+		calls := strings.Count(strings.Join(args, "\x00"), "expression ")
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(calls)*exprTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "TERM=dumb", "HOME=/var/root"}
+		// SIGTERM lets lldb detach before it exits; SIGKILL only after.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 10 * time.Second
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			return string(out), fmt.Errorf("lldb timed out: %w", ctx.Err())
+		}
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			return string(out), fmt.Errorf("lldb: %w", err)
+		}
+		// A non-zero exit is read from the output like any other failure.
+		return string(out), nil
+	}
+}
+
+// findLLDB finds a real lldb. /usr/bin/lldb is deliberately not used: it is
+// a shim that asks to install the developer tools when they are missing.
+func findLLDB() (string, error) {
+	var candidates []string
+	if out, err := exec.Command("/usr/bin/xcode-select", "-p").Output(); err == nil {
+		if dir := strings.TrimSpace(string(out)); dir != "" {
+			candidates = append(candidates, filepath.Join(dir, "usr/bin/lldb"))
+		}
+	}
+	candidates = append(candidates, lldbFallbacks...)
+	return pickLLDB(candidates, func(p string) bool {
+		st, err := os.Stat(p)
+		return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+	})
+}
