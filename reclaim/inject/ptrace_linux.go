@@ -71,8 +71,11 @@ type pendingSignal struct {
 	sig unix.Signal
 }
 
+// newTracer must be called on the locked OS thread that will trace.
 func newTracer(pid int, log *zap.Logger) *tracer {
-	return &tracer{pid: pid, self: os.Getpid(), log: log, threads: map[int]*thread{}}
+	// TracerPid in /proc/TID/status names the tracing thread, not its
+	// process: our tracer is a locked OS thread, rarely the main one.
+	return &tracer{pid: pid, self: unix.Gettid(), log: log, threads: map[int]*thread{}}
 }
 
 func ptraceRaw(req, tid int, addr, data uintptr) error {
@@ -137,6 +140,15 @@ func (t *tracer) taskState(tid int) string {
 	return string(st.State)
 }
 
+// exiting reports whether a thread is a zombie or gone.
+func (t *tracer) exiting(tid int) bool {
+	switch t.taskState(tid) {
+	case "Z", "X", "gone":
+		return true
+	}
+	return false
+}
+
 func (t *tracer) tracedByUs(tid int) bool {
 	data, err := os.ReadFile(taskFile(t.pid, tid, "status"))
 	if err != nil {
@@ -174,6 +186,8 @@ func (t *tracer) freeze(deadline time.Time) error {
 				switch {
 				case errors.Is(err, unix.ESRCH):
 					continue // the thread exited meanwhile
+				case errors.Is(err, unix.EPERM) && t.exiting(tid):
+					continue // ptrace refuses a thread that is exiting; it can do nothing
 				case errors.Is(err, unix.EPERM) && t.tracedByUs(tid):
 					// Born from a thread we hold: auto-attached with a stop
 					// already pending; its clone event may not be read yet.
