@@ -145,11 +145,9 @@ func (s Status) SigkillPending() bool {
 	return (s.SigPnd|s.ShdPnd)&sigkill != 0
 }
 
-// ParseStatus parses /proc/PID/status. Missing optional lines keep zero
-// values; a malformed line we rely on is an error.
-func ParseStatus(b []byte) (Status, error) {
-	var s Status
-	sawUID := false
+// eachField calls fn with the key and the trimmed value of every
+// "key:\tvalue" line, stopping at the first error.
+func eachField(b []byte, fn func(key string, val []byte) error) error {
 	for len(b) > 0 {
 		var line []byte
 		line, b, _ = bytes.Cut(b, []byte{'\n'})
@@ -157,13 +155,25 @@ func ParseStatus(b []byte) (Status, error) {
 		if !ok {
 			continue
 		}
-		val = bytes.TrimSpace(val)
+		if err := fn(string(key), bytes.TrimSpace(val)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseStatus parses /proc/PID/status. Missing optional lines keep zero
+// values; a malformed line we rely on is an error.
+func ParseStatus(b []byte) (Status, error) {
+	var s Status
+	sawUID := false
+	err := eachField(b, func(key string, val []byte) error {
 		var err error
-		switch string(key) {
+		switch key {
 		case "Uid":
 			f := bytes.Fields(val)
 			if len(f) == 0 {
-				return s, errors.New("status: empty Uid")
+				return errors.New("status: empty Uid")
 			}
 			s.UID, err = strconv.Atoi(string(f[0]))
 			sawUID = true
@@ -188,13 +198,14 @@ func ParseStatus(b []byte) (Status, error) {
 			s.SigCgt, err = strconv.ParseUint(string(val), 16, 64)
 		}
 		if err != nil {
-			return s, fmt.Errorf("status: %s: %w", key, err)
+			return fmt.Errorf("status: %s: %w", key, err)
 		}
+		return nil
+	})
+	if err == nil && !sawUID {
+		err = errors.New("status: no Uid line")
 	}
-	if !sawUID {
-		return s, errors.New("status: no Uid line")
-	}
-	return s, nil
+	return s, err
 }
 
 // EpollEntry is one registration listed in an epoll fd's fdinfo.
@@ -238,16 +249,9 @@ func (f FDInfo) CloseOnExec() bool { return f.Flags&oCloexec != 0 }
 func ParseFDInfo(b []byte) (FDInfo, error) {
 	fi := FDInfo{TTYIndex: -1}
 	sawFlags := false
-	for len(b) > 0 {
-		var line []byte
-		line, b, _ = bytes.Cut(b, []byte{'\n'})
-		key, val, ok := bytes.Cut(line, []byte{':'})
-		if !ok {
-			continue
-		}
-		val = bytes.TrimSpace(val)
+	err := eachField(b, func(key string, val []byte) error {
 		var err error
-		switch string(key) {
+		switch key {
 		case "flags":
 			var v uint64
 			v, err = strconv.ParseUint(string(val), 8, 32)
@@ -266,13 +270,14 @@ func ParseFDInfo(b []byte) (FDInfo, error) {
 			fi.Epoll = append(fi.Epoll, e)
 		}
 		if err != nil {
-			return fi, fmt.Errorf("fdinfo: %s: %w", key, err)
+			return fmt.Errorf("fdinfo: %s: %w", key, err)
 		}
+		return nil
+	})
+	if err == nil && !sawFlags {
+		err = errors.New("fdinfo: no flags line")
 	}
-	if !sawFlags {
-		return fi, errors.New("fdinfo: no flags line")
-	}
-	return fi, nil
+	return fi, err
 }
 
 // parseEpollEntry parses the rest of a line
