@@ -132,18 +132,25 @@ func leakerNamed(t *testing.T, name string) string {
 	return dst
 }
 
-const daemonPolicy = `version: 1
+// Leaker names carry our pid, so that a test run elsewhere on the machine
+// (its own daemon, its own leakers) cannot match this run's rules.
+var (
+	allowedName  = fmt.Sprintf("lok%d", os.Getpid())
+	deniedName   = fmt.Sprintf("lno%d", os.Getpid())
+	userName     = fmt.Sprintf("lus%d", os.Getpid())
+	daemonPolicy = `version: 1
 defaults:
   min_idle: 1s
 pressure:
   min_idle: 1s
 self_service: true
 allow:
-  - name: leak-allowed
+  - name: ` + allowedName + `
     ptys: reclaim
 deny:
-  - name: leak-denied
+  - name: ` + deniedName + `
 `
+)
 
 func TestDaemonEndToEnd(t *testing.T) {
 	bin := buildForNobody(t)
@@ -152,8 +159,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 	const interval = time.Second
 	d := startDaemon(t, bin, policyPath, interval)
 
-	allowed := testproc.Start(t, leakerNamed(t, "leak-allowed"), "20")
-	denied := testproc.Start(t, leakerNamed(t, "leak-denied"), "20")
+	allowed := testproc.Start(t, leakerNamed(t, allowedName), "20")
+	denied := testproc.Start(t, leakerNamed(t, deniedName), "20")
 	// Eligible once idle for min_idle (1s); then within two intervals.
 	took := waitFor(t, time.Second+2*interval+time.Second, "the allowlisted leaker to be reclaimed", func() bool {
 		return len(ptmxFDs(t, allowed.PID)) == 0
@@ -169,7 +176,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	m := scrape(t, d.metrics)
 	for _, want := range []string{
 		`ptyreclaim_actions_total{kind="pty",result="reclaimed"} 20`,
-		fmt.Sprintf(`ptyreclaim_holder_leaked_ptys{comm="leak-denied",pid="%d"} 20`, denied.PID),
+		fmt.Sprintf(`ptyreclaim_holder_leaked_ptys{comm="%s",pid="%d"} 20`, deniedName, denied.PID),
 		"ptyreclaim_pool_limit ",
 		"ptyreclaim_scan_duration_seconds_count ",
 	} {
@@ -196,7 +203,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	waitFor(t, 5*time.Second, "the failed reload in the log", func() bool {
 		return strings.Contains(d.logs(), "policy reload failed")
 	})
-	again := testproc.Start(t, leakerNamed(t, "leak-allowed"), "5")
+	again := testproc.Start(t, leakerNamed(t, allowedName), "5")
 	waitFor(t, time.Second+2*interval+time.Second, "a reclaim under the kept policy", func() bool {
 		return len(ptmxFDs(t, again.PID)) == 0
 	})
@@ -254,7 +261,7 @@ func TestSelfService(t *testing.T) {
 	d := startDaemon(t, bin, policyPath, time.Hour) // no cycle gets in the way
 	aUID, aGID := testUser(t, "ptyreclaim-ta")
 	bUID, bGID := testUser(t, "ptyreclaim-tb")
-	leak := leakerNamed(t, "leak-user")
+	leak := leakerNamed(t, userName)
 	a := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "7")))
 	b := testproc.StartCmd(t, as(bUID, bGID, exec.Command(leak, "7")))
 
@@ -322,7 +329,7 @@ func TestSelfService(t *testing.T) {
 	defer idle.Close()
 
 	// B, still served, releases B's own.
-	if _, errs, code = release(bUID, bGID, "--name", "leak-user"); code != 0 {
+	if _, errs, code = release(bUID, bGID, "--name", userName); code != 0 {
 		t.Fatalf("B's release after the garbage: exit %d: %s", code, errs)
 	}
 	if n := len(ptmxFDs(t, b.PID)); n != 0 {
