@@ -56,19 +56,8 @@ apply if you named its process; with one, its allow rules decide.`,
 
 // RunAudit is `ptyreclaim audit`.
 func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
-	pol, err := loadPolicy(o.PolicyPath)
+	pol, res, err := scanNamed(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet, o.PIDs)
 	if err != nil {
-		return err
-	}
-	minIdle, err := minIdleFlag(o.MinIdle, o.MinIdleSet)
-	if err != nil {
-		return err
-	}
-	res, err := pipeline.Take(ctx, env.Source, pol, minIdle, env.Log)
-	if err != nil {
-		return err
-	}
-	if err := checkPIDs(res.Snap, o.PIDs); err != nil {
 		return err
 	}
 	findings := pipeline.Filter(res.Findings, pipeline.Select(o.PIDs, nil), o.All)

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -47,6 +49,28 @@ func minIdleFlag(d time.Duration, set bool) (*time.Duration, error) {
 		return nil, usageErrorf("--min-idle %s: must not be negative", d)
 	}
 	return &d, nil
+}
+
+// scanNamed is the start every classifying command shares: the policy, the
+// --min-idle flag, a classified snapshot, and the pids named on the command
+// line checked against it.
+func scanNamed(ctx context.Context, env *Env, policyPath string, minIdle time.Duration, minIdleSet bool, pids []int) (*policy.Policy, *pipeline.Scan, error) {
+	pol, err := loadPolicy(policyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	flag, err := minIdleFlag(minIdle, minIdleSet)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := pipeline.Take(ctx, env.Source, pol, flag, env.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkPIDs(res.Snap, pids); err != nil {
+		return nil, nil, err
+	}
+	return pol, res, nil
 }
 
 // checkPIDs makes sure every pid named on the command line exists, so a

@@ -87,19 +87,8 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if os.Geteuid() != 0 && !o.DryRun {
 		return releaseThroughDaemon(env, o)
 	}
-	pol, err := loadPolicy(o.PolicyPath)
+	pol, res, err := scanNamed(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet, o.PIDs)
 	if err != nil {
-		return err
-	}
-	minIdle, err := minIdleFlag(o.MinIdle, o.MinIdleSet)
-	if err != nil {
-		return err
-	}
-	res, err := pipeline.Take(ctx, env.Source, pol, minIdle, env.Log)
-	if err != nil {
-		return err
-	}
-	if err := checkPIDs(res.Snap, o.PIDs); err != nil {
 		return err
 	}
 	if err := checkNames(res.Snap, o.Names); err != nil {

@@ -237,12 +237,8 @@ func (s *scanner) maybeBlocked(pdir int, sc *procScan) bool {
 	if err != nil || !fi.Readable() {
 		return false
 	}
-	b, err = s.readAt(pdir, "status")
-	if err != nil {
-		return false
-	}
-	st, err := ParseStatus(b)
-	if err != nil {
+	st := s.statusOf(pdir, sc)
+	if st == nil {
 		return false
 	}
 	p.Blocked = &snapshot.BlockedRead{

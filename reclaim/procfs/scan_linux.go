@@ -26,6 +26,8 @@ type procScan struct {
 	stat  Stat
 	ptys  []snapshot.PTY // what this process's fds told about their PTYs
 	pipes []pipeFD
+	// status, once read for this process, so it is read at most once.
+	status *Status
 }
 
 type pipeFD struct {
@@ -117,7 +119,7 @@ func (s *scanner) scan(pid int) *procScan {
 		interesting = true
 	}
 	if interesting {
-		s.readDetails(pdir, sc.proc)
+		s.readDetails(pdir, sc)
 	}
 	sortPTYFDs(sc.proc.PTYFDs)
 	return sc
@@ -284,17 +286,32 @@ func (s *scanner) readFDInfo(pdir, fd int) (FDInfo, error) {
 }
 
 // readDetails fills the fields read only for processes that matter.
-func (s *scanner) readDetails(pdir int, p *snapshot.Process) {
-	if b, err := s.readAt(pdir, "status"); err == nil {
-		if st, err := ParseStatus(b); err == nil {
-			p.UID = st.UID
-			p.TracerPID = st.TracerPID
-			p.Seccomp = st.Seccomp
-		}
+func (s *scanner) readDetails(pdir int, sc *procScan) {
+	p := sc.proc
+	if st := s.statusOf(pdir, sc); st != nil {
+		p.UID = st.UID
+		p.TracerPID = st.TracerPID
+		p.Seccomp = st.Seccomp
 	}
 	if l, err := readlinkat(pdir, []byte("exe\x00"), s.link); err == nil {
 		p.Exe = string(bytes.TrimSuffix(l, []byte(" (deleted)")))
 	}
+}
+
+// statusOf reads and parses the process's status once; nil when it cannot.
+func (s *scanner) statusOf(pdir int, sc *procScan) *Status {
+	if sc.status == nil {
+		b, err := s.readAt(pdir, "status")
+		if err != nil {
+			return nil
+		}
+		st, err := ParseStatus(b)
+		if err != nil {
+			return nil
+		}
+		sc.status = &st
+	}
+	return sc.status
 }
 
 func sortPTYFDs(fds []snapshot.PTYFD) {
