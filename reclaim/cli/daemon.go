@@ -63,7 +63,7 @@ func RunDaemon(ctx context.Context, env *Env, o *DaemonOptions) error {
 	d, err := daemon.New(daemon.Config{
 		PolicyPath: o.PolicyPath, Interval: o.Interval, MetricsAddr: o.MetricsAddr,
 		SocketPath: o.SocketPath, LockPath: o.LockPath,
-		Source: env.Source, Platform: newPlatform, Log: env.Log,
+		Source: env.Source, Platform: newPlatform, RaiseLimit: raiseLimit, Log: env.Log,
 	})
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}

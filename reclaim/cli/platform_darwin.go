@@ -14,13 +14,17 @@ import (
 const orphanGrace = 2 * time.Second
 
 func newPlatform(snap *snapshot.Snapshot) act.Platform {
-	return act.NewDarwin(act.DarwinOptions{
-		Grace: orphanGrace,
-		LastIO: func(id snapshot.PTYID) time.Time {
-			if p := snap.PTYs[id]; p != nil {
-				return p.LastIO
-			}
-			return time.Time{}
-		},
-	})
+	return act.NewDarwin(act.DarwinOptions{Grace: orphanGrace, LastIO: lastIOOf(snap)})
+}
+
+// raiseLimit moves kern.tty.ptmx_max toward 999 when the pool is critical.
+func raiseLimit(pool snapshot.Pool) (int, error) {
+	to := act.NextPTMXMax(pool.InUse, pool.Limit)
+	if to <= pool.Limit {
+		return pool.Limit, nil
+	}
+	if err := act.RaisePTMXMax(to); err != nil {
+		return pool.Limit, err
+	}
+	return to, nil
 }

@@ -13,13 +13,9 @@ import (
 const orphanGrace = 2 * time.Second
 
 func newPlatform(snap *snapshot.Snapshot) act.Platform {
-	return &act.Linux{
-		Grace: orphanGrace,
-		LastIO: func(id snapshot.PTYID) time.Time {
-			if p := snap.PTYs[id]; p != nil {
-				return p.LastIO
-			}
-			return time.Time{}
-		},
-	}
+	return &act.Linux{Grace: orphanGrace, LastIO: lastIOOf(snap)}
 }
+
+// raiseLimit is nil on Linux: /proc/sys/kernel/pty/max (4096 by default)
+// is the administrator's to set, and the daemon leaves it alone.
+var raiseLimit func(snapshot.Pool) (int, error)

@@ -8,3 +8,5 @@ import (
 )
 
 func newPlatform(*snapshot.Snapshot) act.Platform { return act.Unsupported{} }
+
+var raiseLimit func(snapshot.Pool) (int, error)

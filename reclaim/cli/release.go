@@ -183,17 +183,23 @@ func checkNames(snap *snapshot.Snapshot, names []string) error {
 
 func describe(items []plan.Item) string {
 	fds, kills := 0, 0
-	procs := map[int]bool{}
+	procs, holders := map[int]bool{}, map[int]bool{}
 	for _, it := range items {
-		switch it.Verdict {
-		case plan.Reclaim:
+		switch {
+		case it.Verdict == plan.Reclaim:
 			fds++
 			procs[it.Process.PID] = true
-		case plan.Kill:
+		case it.Verdict == plan.Kill && it.Method == plan.MethodKillHolder:
+			holders[it.Process.PID] = true
+		case it.Verdict == plan.Kill:
 			kills++
 		}
 	}
-	return fmt.Sprintf("%d PTY fds in %d processes and end %d stuck children", fds, len(procs), kills)
+	out := fmt.Sprintf("%d PTY fds in %d processes and end %d stuck children", fds, len(procs), kills)
+	if len(holders) > 0 {
+		out += fmt.Sprintf(" and %d disposable holders", len(holders))
+	}
+	return out
 }
 
 func confirm(env *Env, question string) bool {

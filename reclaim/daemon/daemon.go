@@ -37,7 +37,10 @@ type Config struct {
 	Source      snapshot.Source
 	// Platform returns what acts, for one snapshot.
 	Platform func(*snapshot.Snapshot) act.Platform
-	Log      *zap.Logger
+	// RaiseLimit, when set, raises the system PTY limit under critical
+	// pressure (macOS kern.tty.ptmx_max) and returns the new limit.
+	RaiseLimit func(pool snapshot.Pool) (int, error)
+	Log        *zap.Logger
 }
 
 // Daemon is one running daemon.
@@ -284,9 +287,19 @@ func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Proces
 // warnPressure logs when the pool or one holder crosses a threshold.
 func (d *Daemon) warnPressure(pol *policy.Policy, scan *pipeline.Scan) {
 	pool := scan.Snap.Pool
-	if level := pol.Level(pool.InUse, pool.Limit); level != policy.LevelOK {
+	level := pol.Level(pool.InUse, pool.Limit)
+	if level != policy.LevelOK {
 		d.log.Warn("PTY pool under pressure", zap.String("level", level), zap.Int("in_use", pool.InUse),
 			zap.Int("limit", pool.Limit), zap.Duration("min_idle", pol.MinIdle(pool.InUse, pool.Limit)))
+	}
+	// A running helper needs no PTY: it can raise the limit when even
+	// `sudo sysctl` no longer can.
+	if level == policy.LevelCritical && d.cfg.RaiseLimit != nil {
+		if to, err := d.cfg.RaiseLimit(pool); err != nil {
+			d.log.Warn("raising the PTY limit failed", zap.Int("limit", pool.Limit), zap.Error(err))
+		} else if to > pool.Limit {
+			d.log.Warn("raised the PTY limit", zap.Int("from", pool.Limit), zap.Int("to", to))
+		}
 	}
 	if pol.Holders.WarnAt <= 0 {
 		return
