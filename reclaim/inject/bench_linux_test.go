@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 )
 
 // TestFrozenTime records how long a whole target stays frozen for 100 and
@@ -26,12 +28,12 @@ func TestFrozenTime(t *testing.T) {
 	} {
 		args := append([]string{"-m", fmt.Sprint(c.fds)}, c.args...)
 		tg := startTarget(t, program(t, "target"), args...)
-		before := ptyCount(t)
+		before := testproc.PTYCount(t)
 		rep := reclaim(t, tg, tg.readyFDs(), MethodDevNull)
 		if rep.Done() != c.fds {
 			t.Fatalf("%v: done %d", args, rep.Done())
 		}
-		t.Logf("FROZEN fds=%d threads=%d frozen=%v pty/nr %d -> %d", c.fds, rep.Threads, rep.Frozen, before, ptyCount(t))
+		t.Logf("FROZEN fds=%d threads=%d frozen=%v pty/nr %d -> %d", c.fds, rep.Threads, rep.Frozen, before, testproc.PTYCount(t))
 		tg.echo("measured")
 	}
 }

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 )
 
 // binDir holds the test programs, built once per test binary.
@@ -257,7 +259,7 @@ func (tg *target) startTime() uint64 {
 }
 
 func (tg *target) fdLink(fd int) string {
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", tg.pid, fd))
+	link, err := testproc.FDLink(tg.pid, fd)
 	if err != nil {
 		return "closed"
 	}
@@ -294,20 +296,6 @@ func (tg *target) ptyIndex(fd int) int {
 	}
 	tg.t.Fatalf("fd %d of pid %d has no tty-index", fd, tg.pid)
 	return -1
-}
-
-// ptyCount is the kernel's count of PTYs in use, system wide.
-func ptyCount(t testing.TB) int {
-	t.Helper()
-	data, err := os.ReadFile("/proc/sys/kernel/pty/nr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // ptsExists says whether /dev/pts/N is still there (the initial devpts

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 )
 
 func TestReclaimSingleThreadDevNull(t *testing.T) {
@@ -25,11 +27,11 @@ func TestReclaimSingleThreadDevNull(t *testing.T) {
 		indexes[i] = tg.ptyIndex(fd)
 	}
 	tg.echo("before")
-	before := ptyCount(t)
+	before := testproc.PTYCount(t)
 
 	rep := reclaim(t, tg, fds, MethodDevNull)
 
-	after := ptyCount(t)
+	after := testproc.PTYCount(t)
 	t.Logf("threads=%d frozen=%v pty/nr %d -> %d notes=%v", rep.Threads, rep.Frozen, before, after, rep.Notes)
 	if rep.Done() != 100 {
 		t.Fatalf("done %d of 100: %+v", rep.Done(), rep.FDs)
@@ -149,12 +151,12 @@ func TestReclaimGoTarget(t *testing.T) {
 func TestReclaimPythonTarget(t *testing.T) {
 	tg := startTarget(t, "python3", "testdata/target.py")
 	fds := tg.readyFDs() // 20 masters, then a master and its slave
-	before := ptyCount(t)
+	before := testproc.PTYCount(t)
 	rep := reclaim(t, tg, fds, MethodDevNull)
 	if rep.Done() != len(fds) {
 		t.Fatalf("done %d of %d: %+v", rep.Done(), len(fds), rep)
 	}
-	t.Logf("python: threads %d frozen %v pty/nr %d -> %d", rep.Threads, rep.Frozen, before, ptyCount(t))
+	t.Logf("python: threads %d frozen %v pty/nr %d -> %d", rep.Threads, rep.Frozen, before, testproc.PTYCount(t))
 	for _, fd := range fds {
 		if link := tg.fdLink(fd); link != "/dev/null" {
 			t.Errorf("fd %d reads back as %q", fd, link)
