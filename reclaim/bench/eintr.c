@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/inotify.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -41,7 +42,7 @@ int main(int argc, char **argv) {
 	sa.sun_path[0] = 0;
 	bind(ls, (struct sockaddr *)&sa, sizeof sa);
 	listen(ls, 1);
-	if (!strcmp(call, "waitpid") && fork() == 0) { pause(); _exit(0); }
+	if (!strcmp(call, "waitpid") && fork() == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); pause(); _exit(0); }
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR2);
