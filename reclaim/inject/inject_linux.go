@@ -325,11 +325,14 @@ func (r *run) do(ctx context.Context) error {
 		r.skipPending("release aborted")
 		return err
 	}
-	cloexec := r.verify()
-	if len(r.pending()) == 0 {
-		return nil
+	fds := r.pending()
+	v, err := r.startVerify(fds)
+	if err != nil {
+		r.skipPending("release aborted")
+		return err
 	}
-	return r.inject(cloexec)
+	defer v.wait()
+	return r.inject(fds, v)
 }
 
 func (r *run) skipPending(reason string) {
@@ -395,45 +398,61 @@ func (r *run) pickThread() error {
 	return fmt.Errorf("pid %d has no stopped thread to work through", r.t.PID)
 }
 
-// verify proves, under the freeze, that each fd number still names the file
-// copied earlier, then runs the caller's recheck. It returns each remaining
+// verification proves, under the freeze, that each fd number still names
+// the file copied earlier, then runs the caller's recheck, and reads each
 // fd's close-on-exec bit. None of this is a ptrace request, so it runs on
-// every CPU at once: it is most of the frozen time that is not injection.
-func (r *run) verify() map[int]bool {
-	fds := r.pending()
-	type verdict struct {
-		reason  string
-		cloexec bool
-	}
-	verdicts := make([]verdict, len(fds))
+// other CPUs while the tracer thread injects: fd i is acted on only after
+// its own verdict (get), and the calls for earlier fds overlap with the
+// checks of later ones, which keeps the freeze short.
+type verification struct {
+	verdicts []verdict
+	ready    []chan struct{}
+	wg       sync.WaitGroup
+}
+
+type verdict struct {
+	reason  string // empty when the fd may be released
+	cloexec bool
+}
+
+// get waits for and returns the verdict on the i-th pending fd.
+func (v *verification) get(i int) verdict {
+	<-v.ready[i]
+	return v.verdicts[i]
+}
+
+// wait returns once every check is done; the reference copies they use
+// must stay open until then.
+func (v *verification) wait() { v.wg.Wait() }
+
+// startVerify starts checking fds, in order, on every CPU but the one the
+// tracer and the target share.
+func (r *run) startVerify(fds []int) (*verification, error) {
 	fdinfo, err := unix.Open(taskFile(r.t.PID, r.tid, "fdinfo"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		r.skipPending(fmt.Sprintf("cannot read the fds of pid %d: %v", r.t.PID, err))
-		return nil
+		return nil, fmt.Errorf("cannot read the fds of pid %d: %v", r.t.PID, err)
 	}
-	defer unix.Close(fdinfo)
-	workers := min(runtime.NumCPU(), len(fds))
-	var wg sync.WaitGroup
+	v := &verification{verdicts: make([]verdict, len(fds)), ready: make([]chan struct{}, len(fds))}
+	for i := range v.ready {
+		v.ready[i] = make(chan struct{})
+	}
+	workers := max(1, min(runtime.NumCPU()-1, len(fds)))
+	v.wg.Add(workers)
+	go func() {
+		v.wg.Wait()
+		unix.Close(fdinfo)
+	}()
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer v.wg.Done()
 			buf := make([]byte, 512)
 			for i := w; i < len(fds); i += workers {
-				verdicts[i].reason, verdicts[i].cloexec = r.verifyOne(fds[i], fdinfo, buf)
+				v.verdicts[i].reason, v.verdicts[i].cloexec = r.verifyOne(fds[i], fdinfo, buf)
+				close(v.ready[i])
 			}
 		}()
 	}
-	wg.Wait()
-	cloexec := map[int]bool{}
-	for i, fd := range fds {
-		if v := verdicts[i]; v.reason != "" {
-			r.skip(fd, v.reason)
-		} else {
-			cloexec[fd] = v.cloexec
-		}
-	}
-	return cloexec
+	return v, nil
 }
 
 // verifyOne checks one fd under the freeze; reason is empty when it may be

@@ -5,7 +5,9 @@ package inject
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -510,4 +512,55 @@ func findKernelThread() int {
 		}
 	}
 	return 0
+}
+
+// The injecting thread is briefly put on one CPU to speed the calls up; its
+// own affinity, and every other thread's, must come back exactly as it was:
+// the whole mask, and a mask the program chose itself.
+func TestReclaimRestoresCPUAffinity(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Fatal("this test needs 2 CPUs; CI has 2")
+	}
+	tg := startTarget(t, program(t, "target"), "-m", "20", "-S", "2")
+	fds := tg.readyFDs()
+	tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", tg.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := func() map[string]unix.CPUSet {
+		out := map[string]unix.CPUSet{}
+		for _, e := range tids {
+			tid, _ := strconv.Atoi(e.Name())
+			var set unix.CPUSet
+			if err := unix.SchedGetaffinity(tid, &set); err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = set
+		}
+		return out
+	}
+	// First the whole mask, then the program's own choice for its main
+	// thread: CPU 1 only.
+	var cpu1 unix.CPUSet
+	cpu1.Set(1)
+	for round, setup := range []func(){func() {}, func() {
+		if err := unix.SchedSetaffinity(tg.pid, &cpu1); err != nil {
+			t.Fatal(err)
+		}
+	}} {
+		setup()
+		time.Sleep(20 * time.Millisecond) // let the main thread move
+		before := masks()
+		rep := reclaim(t, tg, fds[round*10:round*10+10], MethodDevNull)
+		if rep.Done() != 10 {
+			t.Fatalf("round %d: %+v", round, rep)
+		}
+		after := masks()
+		for tid, m := range before {
+			if after[tid] != m {
+				t.Errorf("round %d: thread %s affinity %v, was %v", round, tid, after[tid], m)
+			}
+		}
+		tg.echo(fmt.Sprint("affinity", round))
+	}
 }
