@@ -51,12 +51,11 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	// as when it was scanned. The freeze then proves (kcmp) that the fd is
 	// still that copy, and one fstat per fd proves no I/O happened since.
 	var mu sync.Mutex
-	slaves := map[int]int{} // fd -> our fd on its PTY's slave side
+	slaves := map[int]int{} // fd -> an fd on its PTY's slave side
+	opened := []int{}       // those of them that we opened (not the injector's copies)
 	defer func() {
-		for fd, s := range slaves {
-			if it := byFD[fd]; it.Side == snapshot.Master {
-				unix.Close(s)
-			}
+		for _, s := range opened {
+			unix.Close(s)
 		}
 	}()
 	precheck := func(fd, copy int) error {
@@ -67,6 +66,9 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		mu.Lock()
 		slaves[fd] = slave
+		if slave != copy {
+			opened = append(opened, slave)
+		}
 		mu.Unlock()
 		if side != it.Side {
 			return fmt.Errorf("fd %d is now a PTY %s: it was reused since the scan", fd, side)
