@@ -150,10 +150,9 @@ func classifyPTYs(s *snapshot.Snapshot, o Options) []Finding {
 				lastIO = info.LastIO
 			}
 			if !lastIO.IsZero() {
-				fi.Idle = o.Now.Sub(lastIO).Truncate(time.Second)
-				if fi.Idle < 0 {
-					fi.Idle = 0
-				}
+				// Exact, not rounded: a bar under a second must compare
+				// with the real idle time. Reports round for display.
+				fi.Idle = max(o.Now.Sub(lastIO), 0)
 			}
 			fi.State, fi.Evidence = ptyState(s, p, f, name, facts[f.PTY], ctl[f.PTY.Index], lastIO, fi.Idle, o.MinIdle(p))
 			out = append(out, fi)
@@ -189,10 +188,10 @@ func ptyState(s *snapshot.Snapshot, holder *snapshot.Process, f snapshot.PTYFD, 
 		return Live, fmt.Sprintf("the last I/O time of %s is unknown", name)
 	}
 	if idle < minIdle {
-		return Live, fmt.Sprintf("%s saw I/O %s ago, within min-idle %s", name, idle, minIdle)
+		return Live, fmt.Sprintf("%s saw I/O %s ago, within min-idle %s", name, idle.Truncate(time.Second), minIdle)
 	}
 	return Unattached, fmt.Sprintf("no session uses %s: it is nobody's controlling terminal, only its master's holders have the slave open, no I/O for %s",
-		name, idle)
+		name, idle.Truncate(time.Second))
 }
 
 // otherSlaveHolders lists processes that hold the slave but not the master:

@@ -78,6 +78,17 @@ func TestPTYStates(t *testing.T) {
 	}
 }
 
+// Idle time is compared exactly: a bar under a second is not rounded away.
+func TestSubSecondMinIdle(t *testing.T) {
+	s := snap(500*time.Millisecond, proc(10, master(3, pty(host, 0))))
+	if got := states(Classify(s, Options{MinIdle: FixedMinIdle(100 * time.Millisecond)})); got != "unattached" {
+		t.Errorf("idle 500ms, bar 100ms: %s", got)
+	}
+	if got := states(Classify(s, Options{MinIdle: FixedMinIdle(time.Second)})); got != "live" {
+		t.Errorf("idle 500ms, bar 1s: %s", got)
+	}
+}
+
 func TestUnreadableProcessesMakeEverythingLive(t *testing.T) {
 	s := snap(time.Hour, proc(10, master(3, pty(host, 0))))
 	s.Unreadable = 2

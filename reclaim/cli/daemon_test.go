@@ -411,3 +411,75 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 		}
 	}
 }
+
+// SIGTERM at any moment of a cycle must never leave a target half done:
+// stopped, still traced, or with some of its fds released and others not
+// (one freeze covers all fds of a process, and the daemon finishes the
+// process it is working on before it exits).
+func TestDaemonSIGTERMNeverInterruptsARelease(t *testing.T) {
+	bin := buildForNobody(t)
+	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
+	leak := leakerNamed(t, allowedName)
+	outcomes := map[string]int{}
+	// The first cycle runs from ~15 ms to ~90 ms after the exec here, the
+	// freeze in its last ~50 ms: the delays sweep across all of it.
+	for round, delay := range []time.Duration{0, 10, 20, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 90, 110, 150, 250} {
+		target := testproc.Start(t, leak, "300", "3")
+		time.Sleep(5 * time.Millisecond) // idle for longer than min_idle
+		dir := t.TempDir()
+		cmd := exec.Command(bin, "daemon", "--policy", policyPath, "--interval", "1h", "--lock", filepath.Join(dir, "lock"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond) // the first cycle runs at start
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		earlyEnd := false
+		select {
+		case err := <-done:
+			// SIGTERM before main has set up its handler ends the process
+			// by default: nothing can be frozen yet, as the checks below show.
+			if ee, ok := err.(*exec.ExitError); ok && ee.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM {
+				earlyEnd = true
+			} else if err != nil {
+				t.Fatalf("round %d: daemon exit: %v", round, err)
+			}
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("round %d: daemon did not stop", round)
+		}
+		masters := len(ptmxFDs(t, target.PID))
+		switch {
+		case masters == 300 && earlyEnd:
+			outcomes["ended before its handler was set"]++
+		case masters == 300:
+			outcomes["untouched"]++
+		case masters == 0:
+			outcomes["released"]++
+		default:
+			t.Errorf("round %d (SIGTERM after %dms): %d of 300 masters left: a release was cut in half", round, delay, masters)
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", target.PID))
+		if err != nil {
+			t.Fatalf("round %d: target gone: %v", round, err)
+		}
+		for _, bad := range []string{"State:\tt", "State:\tT"} {
+			if strings.Contains(string(st), bad) {
+				t.Errorf("round %d: target left stopped", round)
+			}
+		}
+		if !strings.Contains(string(st), "TracerPid:\t0\n") {
+			t.Errorf("round %d: target still traced", round)
+		}
+		echoes(t, target, fmt.Sprint("round ", round))
+		// End it now: eighteen rounds of 300 PTYs would empty the pool.
+		syscall.Kill(target.PID, syscall.SIGKILL)
+		waitGone(t, target.PID)
+	}
+	t.Logf("outcomes over the SIGTERM delays: %v", outcomes)
+	if outcomes["released"] == 0 {
+		t.Error("no round released anything: the sweep missed the injection window")
+	}
+}
