@@ -61,7 +61,9 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 		return err
 	}
 	findings := pipeline.Filter(res.Findings, pipeline.Select(o.PIDs, nil), o.All)
-	items := plan.Plan(findings, auditPlanOptions(env, pol))
+	popts := auditPlanOptions(env, pol)
+	popts.Context = res.Findings
+	items := plan.Plan(findings, popts)
 	if o.JSON {
 		if err := writeJSON(env, report.NewAudit(res.Snap, items)); err != nil {
 			return err

@@ -94,7 +94,7 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if err := checkNames(res.Snap, o.Names); err != nil {
 		return err
 	}
-	popts := plan.Options{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method,
+	popts := plan.Options{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method, Context: res.Findings,
 		Select: pipeline.Select(o.PIDs, o.Names)}
 	if o.All {
 		popts.Select = func(*snapshot.Process) bool { return true }

@@ -224,7 +224,7 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, log *zap.Logger)
 	if r.owner < 0 {
 		d.warnPressure(pol, scan)
 	}
-	popts := plan.Options{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method}
+	popts := plan.Options{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Context: scan.Findings}
 	if r.owner >= 0 {
 		if popts.Select, err = selection(scan.Snap, r); err != nil {
 			return pipeline.Report{}, err

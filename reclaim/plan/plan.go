@@ -55,6 +55,11 @@ type Options struct {
 	Method string
 	// Self is our own pid.
 	Self int
+	// Context is every finding of the scan, live ones included, for
+	// decisions that depend on a process's other PTYs (a disposable holder
+	// with a live session is never ended). Callers plan only the leaks;
+	// nil means the planned findings are the whole scan.
+	Context []classify.Finding
 }
 
 // TerminalServers hold PTYs on purpose; their PTYs are never reclaimed,
@@ -74,7 +79,11 @@ func Plan(findings []classify.Finding, o Options) []Item {
 	}
 	perProcess := map[int]int{}
 	decisions := map[int]processDecision{}
-	live := liveRefusedHolders(findings)
+	context := o.Context
+	if context == nil {
+		context = findings
+	}
+	live := liveRefusedHolders(context)
 	items := make([]Item, 0, len(findings))
 	for _, f := range findings {
 		d, ok := decisions[f.Process.PID]

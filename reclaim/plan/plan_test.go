@@ -226,6 +226,21 @@ func TestDisposableHolderWithALivePTYIsNotEnded(t *testing.T) {
 	}
 }
 
+// Callers plan only the leaks (pipeline.Filter drops live findings), so the
+// live PTY that protects a disposable holder must come from the context:
+// every finding of the scan.
+func TestDisposableHolderWithALivePTYAsCallersPlanIt(t *testing.T) {
+	pol := mustParse(t, "version: 1\nallow:\n  - name: helper\n    ptys: reclaim\n    disposable: true\n")
+	p := hardened(33, "helper", 3, 4)
+	leaked := leak(p, 3)
+	live := leak(p, 4)
+	live.State, live.PTYName = classify.Live, "ttys004"
+	items := Plan([]classify.Finding{leaked}, Options{Policy: pol, Context: []classify.Finding{leaked, live}})
+	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "live PTY ttys004") {
+		t.Errorf("leaked fd of a holder with a live session: %s %q", items[0].Verdict, items[0].Reason)
+	}
+}
+
 // On Linux InPlaceRefused is always empty: disposable changes nothing.
 func TestDisposableIgnoredWhenInPlaceWorks(t *testing.T) {
 	pol := mustParse(t, "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n    orphans: kill\n    disposable: true\n")
