@@ -111,7 +111,17 @@ func startTarget(t testing.TB, path string, args ...string) *target {
 
 func startCmd(t testing.TB, cmd *exec.Cmd) *target {
 	t.Helper()
-	tg := &target{t: t, cmd: cmd, lines: make(chan string, 1<<12)}
+	tg := launch(t, cmd, 1<<12)
+	line := tg.expect("READY")
+	tg.ready = strings.Fields(line)[1:]
+	return tg
+}
+
+// launch starts cmd with its stdin and stdout piped to the test and its
+// stderr kept; the process is killed when the test ends.
+func launch(t testing.TB, cmd *exec.Cmd, lines int) *target {
+	t.Helper()
+	tg := &target{t: t, cmd: cmd, lines: make(chan string, lines)}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -130,8 +140,6 @@ func startCmd(t testing.TB, cmd *exec.Cmd) *target {
 		cmd.Wait()
 	})
 	go tg.read(stdout)
-	line := tg.expect("READY")
-	tg.ready = strings.Fields(line)[1:]
 	return tg
 }
 
@@ -352,25 +360,5 @@ var _ = syscall.SIGUSR1
 // startCmdLine starts a helper that does not print READY.
 func startCmdLine(t testing.TB, path string, args ...string) *target {
 	t.Helper()
-	cmd := exec.Command(path, args...)
-	tg := &target{t: t, cmd: cmd, lines: make(chan string, 64)}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &lockedWriter{mu: &tg.mu, b: &tg.stderr}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg.stdin, tg.pid = stdin, cmd.Process.Pid
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	go tg.read(stdout)
-	return tg
+	return launch(t, exec.Command(path, args...), 64)
 }
