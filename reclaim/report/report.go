@@ -12,8 +12,14 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
+
+// Printable is the one function every human renderer passes process-made
+// text through (comm, exe, paths, reasons that quote them, notes, error
+// lines): see text.Printable. JSON keeps the exact bytes.
+func Printable(s string) string { return text.Printable(s) }
 
 // Finding is one element of audit --json "findings". Fields that do not
 // apply to a kind are omitted; fd is kept for PTYs even when 0.
@@ -148,12 +154,12 @@ func groupItems(items []plan.Item) []*group {
 }
 
 // WriteAuditTable prints the summary and one row per group of alike
-// findings, each followed by its reason, wrapped to 80 columns.
+// findings, each followed by its reason, wrapped to 80 columns. Every byte
+// that comes from a process goes through Printable, so a comm or exe can
+// neither send escapes to the terminal nor forge a row.
 func WriteAuditTable(w io.Writer, s *snapshot.Snapshot, items []plan.Item) {
 	fmt.Fprintln(w, Summary(s.Pool, items))
-	for _, n := range s.Notes {
-		fmt.Fprintln(w, "note: "+n)
-	}
+	writeNotes(w, s.Notes)
 	if len(items) == 0 {
 		fmt.Fprintln(w, "No leaked PTYs and no stuck children found.")
 		return
@@ -171,9 +177,9 @@ func WriteAuditTable(w io.Writer, s *snapshot.Snapshot, items []plan.Item) {
 		if it.Watched {
 			state += "*"
 		}
-		fmt.Fprintf(w, "%-7d %-14s %-6s %-14s %-11s %5s  %s\n", it.Process.PID, clip(it.Process.Comm, 14),
-			kind, clip(fds, 14), state, FormatDuration(g.idle), it.Verdict)
-		reason := it.Reason
+		fmt.Fprintf(w, "%-7d %s %-6s %s %-11s %5s  %s\n", it.Process.PID, text.Cell(it.Process.Comm, 14),
+			kind, text.Cell(fds, 14), state, FormatDuration(g.idle), it.Verdict)
+		reason := Printable(it.Reason)
 		if n := len(g.fds); n > 1 {
 			reason += fmt.Sprintf(" (%d fds like this)", n)
 		}
@@ -229,28 +235,58 @@ func FormatDuration(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
+// writeNotes prints the snapshot's notes, one line each.
+func writeNotes(w io.Writer, notes []string) {
+	for _, n := range notes {
+		fmt.Fprintln(w, "note: "+Printable(n))
 	}
-	return s[:n-1] + "~"
 }
 
+// wrap breaks s, a Printable string, into lines of at most width columns
+// at spaces; a word wider than a line is cut between characters.
 func wrap(s string, width int) []string {
 	var lines []string
-	line := ""
-	for _, word := range strings.Fields(s) {
-		if line != "" && len(line)+1+len(word) > width {
+	line, lineW := "", 0
+	for _, word := range strings.Split(s, " ") {
+		if word == "" {
+			continue
+		}
+		ww := text.Width(word)
+		if line != "" && lineW+1+ww > width {
 			lines = append(lines, line)
-			line = ""
+			line, lineW = "", 0
+		}
+		if ww > width { // a long path: cut it, never mid-character
+			for text.Width(word) > width {
+				head := cutWidth(word, width)
+				lines = append(lines, head)
+				word = word[len(head):]
+			}
+			ww = text.Width(word)
 		}
 		if line != "" {
 			line += " "
+			lineW++
 		}
 		line += word
+		lineW += ww
 	}
 	if line != "" {
 		lines = append(lines, line)
 	}
 	return lines
+}
+
+// cutWidth returns the longest prefix of s at most n columns wide (at
+// least one character, so that wrap always advances).
+func cutWidth(s string, n int) string {
+	w := 0
+	for i, r := range s {
+		rw := text.Width(string(r))
+		if i > 0 && w+rw > n {
+			return s[:i]
+		}
+		w += rw
+	}
+	return s
 }

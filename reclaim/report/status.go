@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -65,7 +66,8 @@ func NewStatus(s *snapshot.Snapshot, findings []classify.Finding, top int) Statu
 	return st
 }
 
-// WriteStatusTable prints the pool and the top holders.
+// WriteStatusTable prints the pool and the top holders, one row each;
+// comm and exe go through Printable.
 func WriteStatusTable(w io.Writer, st Status) {
 	pct := 0
 	if st.Pool.Limit > 0 {
@@ -73,15 +75,13 @@ func WriteStatusTable(w io.Writer, st Status) {
 	}
 	fmt.Fprintf(w, "PTY pool: %d of %d in use (%d%%); %s\n", st.Pool.InUse, st.Pool.Limit, pct,
 		plural(st.Orphans, "stuck child", "stuck children"))
-	for _, n := range st.Notes {
-		fmt.Fprintln(w, "note: "+n)
-	}
+	writeNotes(w, st.Notes)
 	if len(st.Holders) == 0 {
 		fmt.Fprintln(w, "No process holds a PTY fd.")
 		return
 	}
 	fmt.Fprintf(w, "\n%-7s %-16s %5s %7s  %s\n", "PID", "COMMAND", "PTYS", "LEAKED", "EXECUTABLE")
 	for _, h := range st.Holders {
-		fmt.Fprintf(w, "%-7d %-16s %5d %7d  %s\n", h.PID, clip(h.Comm, 16), h.PTYs, h.Leaked, clip(h.Exe, 80-41))
+		fmt.Fprintf(w, "%-7d %s %5d %7d  %s\n", h.PID, text.Cell(h.Comm, 16), h.PTYs, h.Leaked, text.Clip(Printable(h.Exe), 80-41))
 	}
 }
