@@ -49,7 +49,16 @@ Only what audit lists as a leak is touched, and never a live PTY, pid 1,
 kernel threads, terminal servers, traced processes or what a deny rule names.
 With --pid or --name the named processes are acted on; with --all every
 candidate outside the deny rules; with neither, the policy's allow rules
-decide. --orphans also ends orphan children stuck forever in read().`,
+decide. --orphans also ends orphan children stuck forever in read().
+
+--method close frees the fd number: the program may open something else
+under it, and a garbage-collected runtime that still holds an object for the
+old fd will close that new file when the object is finalized (seen with Go:
+finalizers closed 8 keep-alive sockets). The default, devnull, keeps the
+number owned by /dev/null and is safe.
+
+When max_per_run stops a release before every leak is released, it says how
+many were left and exits 4: run it again. Exit 1 means an action failed.`,
 		Example: `  sudo ptyreclaim release --pid 6650 --dry-run
   sudo ptyreclaim release --pid 6650 --yes
   sudo ptyreclaim release --name node --orphans --min-idle 10m --yes --json`,
@@ -64,7 +73,7 @@ decide. --orphans also ends orphan children stuck forever in read().`,
 	f.StringSliceVar(&o.Names, "name", nil, "release in processes with this comm or executable base name; repeatable")
 	f.BoolVar(&o.All, "all", false, "release in every candidate outside the deny rules")
 	f.BoolVar(&o.Orphans, "orphans", false, "also end orphan children (of the named processes, or all with --all)")
-	f.StringVar(&o.Method, "method", "", "devnull (default: keeps the fd number owned) or close")
+	f.StringVar(&o.Method, "method", "", "devnull (default: keeps the fd number owned) or close (frees the number: a garbage-collected runtime may later close whatever reuses it)")
 	addScanFlags(f, &o.MinIdle, &o.PolicyPath)
 	f.BoolVar(&o.DryRun, "dry-run", false, "show what would be done, change nothing")
 	f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
@@ -100,12 +109,15 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 		popts.Select = func(*snapshot.Process) bool { return true }
 	}
 	items := plan.Plan(pipeline.Filter(res.Findings, popts.Select, false), popts)
+	// Why nothing happens, per process named (not for --all: that would
+	// list every process on the machine).
+	notes := report.WhyNothing(res.Snap, res.Findings, items, pipeline.Select(o.PIDs, o.Names))
 
 	if o.DryRun {
-		return writeReleasePlan(env, o, res.Snap, items)
+		return writeReleasePlan(env, o, res.Snap, items, notes)
 	}
 	if n := pipeline.CountActions(items); n > 0 && !o.Yes {
-		if !confirm(env, fmt.Sprintf("Release %s? [y/N] ", describe(items))) {
+		if !confirm(env, fmt.Sprintf("Release %s? [y/N] ", report.Describe(items))) {
 			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
 		}
 	}
@@ -114,20 +126,26 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if err != nil {
 		return err
 	}
+	rep.Notes = notes
 	return writeReleaseReport(env, o.JSON, rep, pipeline.CountActions(items))
 }
 
-// writeReleaseReport prints what a release did; failed actions make exit 1.
+// writeReleaseReport prints what a release did; failed actions make exit 1,
+// leaks a cap left in place exit 4.
 func writeReleaseReport(env *Env, asJSON bool, rep pipeline.Report, planned int) error {
+	rep = rep.Normalize()
 	if asJSON {
 		if err := writeJSON(env, rep); err != nil {
 			return err
 		}
 	} else {
-		writeReleaseTable(env, rep)
+		report.WriteReleaseTable(env.IO.Out, rep)
 	}
 	if n := pipeline.CountResult(rep.Actions, act.Failed); n > 0 {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, planned)}
+	}
+	if rep.Left > 0 {
+		return &ExitError{Code: ExitLeft, Err: fmt.Errorf("%d leaked fds left in place by max_per_run; run release again", rep.Left)}
 	}
 	return nil
 }
@@ -161,6 +179,9 @@ func releaseThroughDaemon(env *Env, o *ReleaseOptions) error {
 		return &ExitError{Code: code, Err: fmt.Errorf("daemon: %s", resp.Error)}
 	}
 	rep := *resp.Report
+	if len(rep.Actions) == 0 && len(rep.Notes) == 0 {
+		rep.Notes = []string{"nothing to release: the daemon found no leak candidate of yours among the processes named"}
+	}
 	return writeReleaseReport(env, o.JSON, rep, len(rep.Actions)-pipeline.CountResult(rep.Actions, act.Skipped))
 }
 
@@ -175,31 +196,10 @@ func checkNames(snap *snapshot.Snapshot, names []string) error {
 			}
 		}
 		if !found {
-			return usageErrorf("--name %s: no such process", n)
+			return usageErrorf("--name %s: no such process", report.Printable(n))
 		}
 	}
 	return nil
-}
-
-func describe(items []plan.Item) string {
-	fds, kills := 0, 0
-	procs, holders := map[int]bool{}, map[int]bool{}
-	for _, it := range items {
-		switch {
-		case it.Verdict == plan.Reclaim:
-			fds++
-			procs[it.Process.PID] = true
-		case it.Verdict == plan.Kill && it.Method == plan.MethodKillHolder:
-			holders[it.Process.PID] = true
-		case it.Verdict == plan.Kill:
-			kills++
-		}
-	}
-	out := fmt.Sprintf("%d PTY fds in %d processes and end %d stuck children", fds, len(procs), kills)
-	if len(holders) > 0 {
-		out += fmt.Sprintf(" and %d disposable holders", len(holders))
-	}
-	return out
 }
 
 func confirm(env *Env, question string) bool {
@@ -209,9 +209,9 @@ func confirm(env *Env, question string) bool {
 	return a == "y" || a == "yes"
 }
 
-func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, items []plan.Item) error {
+func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, items []plan.Item, notes []string) error {
 	if o.JSON {
-		var actions []act.Action
+		actions := []act.Action{}
 		for _, it := range items {
 			reason := "dry run: would " + string(it.Verdict)
 			if it.Verdict == plan.Skip {
@@ -219,26 +219,10 @@ func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, item
 			}
 			actions = append(actions, act.NewAction(it, act.Skipped, reason))
 		}
-		return writeJSON(env, pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions})
+		rep := pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions, Notes: notes}
+		rep.Left, rep.LeftReason = pipeline.Left(items)
+		return writeJSON(env, rep)
 	}
-	fmt.Fprintf(env.IO.Out, "Dry run: would release %s. Nothing was changed.\n", describe(items))
-	report.WriteAuditTable(env.IO.Out, snap, items)
+	report.WriteReleasePlan(env.IO.Out, snap, items, notes)
 	return nil
-}
-
-func writeReleaseTable(env *Env, rep pipeline.Report) {
-	w := env.IO.Out
-	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
-		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
-		pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Skipped), pipeline.CountResult(rep.Actions, act.Failed))
-	for _, a := range rep.Actions {
-		if a.Result == act.Done && a.Reason == "" {
-			continue
-		}
-		what := fmt.Sprintf("pid %d %s", a.PID, a.Kind)
-		if a.FD != nil {
-			what = fmt.Sprintf("pid %d fd %d (pts/%d)", a.PID, *a.FD, *a.Index)
-		}
-		fmt.Fprintf(w, "  %-7s %s: %s\n", a.Result, what, a.Reason)
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -25,6 +26,9 @@ const (
 	ExitFailure = 1
 	ExitUsage   = 2
 	ExitLeaks   = 3
+	// ExitLeft: release did what it planned, but max_per_run left leaks
+	// in place; running it again takes the next batch.
+	ExitLeft = 4
 )
 
 // ExitError carries an exit code with a one-line message.
@@ -90,7 +94,8 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 		code = ExitUsage // cobra's own errors: unknown command or flag, bad arguments
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(stdio.Err, "ptyreclaim: "+firstLine(msg))
+		// Messages may quote process data or paths: one printable line.
+		fmt.Fprintln(stdio.Err, "ptyreclaim: "+report.Printable(firstLine(msg)))
 	}
 	return code
 }

@@ -93,6 +93,12 @@ type Report struct {
 	PoolBefore snapshot.Pool `json:"pool_before"`
 	PoolAfter  snapshot.Pool `json:"pool_after"`
 	Actions    []act.Action  `json:"actions"`
+	// Left counts the leaks this run left in place because max_per_run
+	// stopped it; LeftReason says so in a sentence. Run release again.
+	Left       int    `json:"left"`
+	LeftReason string `json:"left_reason,omitempty"`
+	// Notes say why a release did nothing, when it did nothing.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Release carries out planned items and reads the pool afterwards.
@@ -102,7 +108,37 @@ func Release(ctx context.Context, src snapshot.Source, exec *act.Executor, befor
 	if err != nil {
 		return Report{}, err
 	}
-	return Report{PoolBefore: before, PoolAfter: after, Actions: actions}, nil
+	rep := Report{PoolBefore: before, PoolAfter: after, Actions: actions}
+	rep.Left, rep.LeftReason = Left(items)
+	return rep.Normalize(), nil
+}
+
+// Left counts the leaks a cap (max_per_run) keeps out of this run, with a
+// sentence saying so, or 0 and "".
+func Left(items []plan.Item) (int, string) {
+	n := 0
+	pids := map[int]bool{}
+	reason := ""
+	for _, it := range items {
+		if it.Capped {
+			n++
+			pids[it.Process.PID] = true
+			reason = it.Reason
+		}
+	}
+	if n == 0 {
+		return 0, ""
+	}
+	return n, fmt.Sprintf("%d leaked fds in %d processes left in place: %s (max_per_run); run release again", n, len(pids), reason)
+}
+
+// Normalize makes actions an empty list rather than null in JSON, as
+// cli.md promises, also for a report decoded from an older daemon.
+func (r Report) Normalize() Report {
+	if r.Actions == nil {
+		r.Actions = []act.Action{}
+	}
+	return r
 }
 
 // CountActions counts the items that will be acted on.

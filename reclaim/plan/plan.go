@@ -32,6 +32,9 @@ type Item struct {
 	// Method is how a reclaim is done: policy.MethodDevNull or MethodClose;
 	// MethodKillHolder on a kill verdict of a PTY finding.
 	Method string
+	// Capped marks a leak skipped only because max_per_run was reached: a
+	// later run will take it, and release's exit status says so.
+	Capped bool
 }
 
 // MethodKillHolder marks a PTY finding whose holder will be ended because
@@ -111,7 +114,7 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		}
 		if it.Verdict != Skip {
 			if perProcess[f.Process.PID] >= o.Policy.Defaults.MaxPerRun {
-				it.Verdict, it.Method = Skip, ""
+				it.Verdict, it.Method, it.Capped = Skip, "", true
 				it.Reason = fmt.Sprintf("the cap of %d actions per process per run is reached", o.Policy.Defaults.MaxPerRun)
 			} else {
 				perProcess[f.Process.PID]++
