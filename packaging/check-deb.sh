@@ -70,7 +70,8 @@ fi
 [ -f "$deb" ] || die "$deb: no such file"
 echo "check-deb.sh: checking $deb"
 
-tmp=$(mktemp -d)
+# Not under /tmp: policy check refuses a policy whose directories others may write.
+tmp=$(mktemp -d -p /run 2>/dev/null || mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Control fields.

@@ -53,7 +53,7 @@ func TestLoad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := writePolicy(t, t.TempDir(), tt.content, tt.uid, tt.mode)
+			path := writePolicy(t, secureDir(t), tt.content, tt.uid, tt.mode)
 			p, err := Load(path)
 			if tt.wantErr == "" {
 				if err != nil {
@@ -81,7 +81,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadNotRegular(t *testing.T) {
-	dir := t.TempDir()
+	dir := secureDir(t)
 
 	sub := filepath.Join(dir, "policy.d")
 	if err := os.Mkdir(sub, 0o755); err != nil {
@@ -101,15 +101,20 @@ func TestLoadNotRegular(t *testing.T) {
 	}
 }
 
-func TestLoadSymlinkChecksTarget(t *testing.T) {
-	dir := t.TempDir()
-	target := writePolicy(t, dir, validPolicy, 1000, 0o644)
+// A symlink as the policy file is refused even when its target is a good
+// root-owned policy: whoever controls where it points controls the policy.
+func TestLoadRefusesSymlinkedFile(t *testing.T) {
+	dir := secureDir(t)
+	target := writePolicy(t, dir, validPolicy, 0, 0o644)
 	link := filepath.Join(dir, "link.yaml")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(link); err == nil || !strings.Contains(err.Error(), "owned by uid 1000") {
-		t.Errorf("Load(symlink to user file) = %v", err)
+	if _, err := Load(target); err != nil {
+		t.Fatalf("Load(target) = %v", err)
+	}
+	if _, err := Load(link); err == nil || !strings.Contains(err.Error(), "not a regular file (a symlink)") {
+		t.Errorf("Load(symlink to a root policy) = %v", err)
 	}
 }
 
@@ -119,15 +124,16 @@ func TestLoadDirectoryChecks(t *testing.T) {
 		uid     int
 		mode    os.FileMode
 		wantErr string
+		fix     string // "" means "chmod 755 DIR"
 	}{
-		{"root 755", 0, 0o755, ""},
-		{"other owner", 1000, 0o755, "is owned by uid 1000, not root"},
-		{"world writable", 0, 0o777, "(mode 0777) is writable by group or others"},
-		{"sticky world writable", 0, 0o777 | os.ModeSticky, "is writable by group or others"},
+		{"root 755", 0, 0o755, "", ""},
+		{"other owner", 1000, 0o755, "is owned by uid 1000, not root", ""},
+		{"world writable", 0, 0o777, "(mode 0777) is writable by group or others", ""},
+		{"sticky world writable", 0, 0o777 | os.ModeSticky, "(mode 1777) is writable by group or others", "keep the policy in a directory only root can write"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "etc")
+			dir := filepath.Join(secureDir(t), "etc")
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +151,11 @@ func TestLoadDirectoryChecks(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "chmod 755 "+dir) {
+			fix := tt.fix
+			if fix == "" {
+				fix = "chmod 755 " + dir
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), fix) {
 				t.Errorf("Load = %v, want %q and a fix", err, tt.wantErr)
 			}
 		})
@@ -153,7 +163,7 @@ func TestLoadDirectoryChecks(t *testing.T) {
 }
 
 func TestLoadMissing(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "none.yaml")
+	path := filepath.Join(secureDir(t), "none.yaml")
 	_, err := Load(path)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load(missing) = %v, want fs.ErrNotExist", err)
@@ -172,7 +182,7 @@ func TestLoadMissing(t *testing.T) {
 }
 
 func TestLoadOrDefaultBadFileIsAnError(t *testing.T) {
-	path := writePolicy(t, t.TempDir(), validPolicy, 1000, 0o644)
+	path := writePolicy(t, secureDir(t), validPolicy, 1000, 0o644)
 	if _, err := loadOrDefault(path); err == nil {
 		t.Error("loadOrDefault accepted a file owned by another user")
 	}
@@ -180,7 +190,7 @@ func TestLoadOrDefaultBadFileIsAnError(t *testing.T) {
 
 func TestLoadTooLarge(t *testing.T) {
 	big := "version: 1\n" + strings.Repeat("# padding\n", maxFileSize/10+1)
-	path := writePolicy(t, t.TempDir(), big, 0, 0o644)
+	path := writePolicy(t, secureDir(t), big, 0, 0o644)
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("Load(big) = %v", err)
 	}
@@ -206,4 +216,20 @@ func TestShellQuote(t *testing.T) {
 	if got := shellQuote("/tmp/it's"); got != `'/tmp/it'\''s'` {
 		t.Errorf("got %s", got)
 	}
+}
+
+// secureDir is a fresh directory whose whole chain from / is root's and
+// not writable by others, as Load demands: t.TempDir() lives under /tmp,
+// which everyone may write to.
+func secureDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/run", "ptyreclaim-policy-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

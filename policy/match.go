@@ -6,7 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 )
 
 // Subject is the process a decision is about.
@@ -142,13 +143,12 @@ func (r Rule) matchers() string {
 	return strings.Join(parts, ", ")
 }
 
-// printable returns s, or s quoted when it holds characters that would break
-// a one-line report or a terminal (newlines, escapes).
+// printable returns s, or, when it holds bytes that would break a one-line
+// report or reach a terminal as a control (newlines, escapes, invalid
+// UTF-8), its text.Printable form in quotes.
 func printable(s string) string {
-	for _, c := range s {
-		if !unicode.IsPrint(c) {
-			return strconv.Quote(s)
-		}
+	if p := text.Printable(s); p != s {
+		return `"` + p + `"`
 	}
 	return s
 }

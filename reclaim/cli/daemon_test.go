@@ -154,7 +154,7 @@ deny:
 
 func TestDaemonEndToEnd(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	const interval = time.Second
 	d := startDaemon(t, bin, policyPath, interval)
@@ -256,7 +256,7 @@ func as(uid, gid int, cmd *exec.Cmd) *exec.Cmd {
 
 func TestSelfService(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour) // no cycle gets in the way
 	aUID, aGID := testUser(t, "ptyreclaim-ta")
@@ -358,7 +358,7 @@ func TestSelfService(t *testing.T) {
 func TestDaemonNotifiesSystemd(t *testing.T) {
 	bin := buildForNobody(t)
 	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	notifyPath := filepath.Join(dir, "notify")
 	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
@@ -418,7 +418,7 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 // process it is working on before it exits).
 func TestDaemonSIGTERMNeverInterruptsARelease(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
 	leak := leakerNamed(t, allowedName)
 	outcomes := map[string]int{}

@@ -2,11 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
 func newPolicyCmd(env *Env) *cobra.Command {
@@ -19,8 +19,10 @@ func newPolicyCmd(env *Env) *cobra.Command {
 		Use:   "check FILE",
 		Short: "Validate a policy file and print what it allows",
 		Long: `check decodes FILE strictly (unknown keys and wrong types are errors that
-name the line), checks that it is owned by root and not writable by group or
-others, and explains in plain sentences what it allows.`,
+name the line), checks that it and every directory above it, from /, are
+owned by root and not writable by group or others, with no symlink on the
+way (as sshd's StrictModes does; a policy under /tmp is refused), and
+explains in plain sentences what it allows.`,
 		Example: "  sudo ptyreclaim policy check /etc/ptyreclaim/policy.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -32,13 +34,10 @@ others, and explains in plain sentences what it allows.`,
 
 // RunPolicyCheck is `ptyreclaim policy check FILE`.
 func RunPolicyCheck(env *Env, path string) error {
-	if _, err := os.Stat(path); err != nil {
-		return usageErrorf("policy file %s: %v", path, err)
-	}
 	pol, err := policy.Load(path)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	fmt.Fprintf(env.IO.Out, "%s: valid\n\n%s", path, pol.Explain())
+	fmt.Fprintf(env.IO.Out, "%s: valid\n\n%s", report.Printable(path), pol.Explain())
 	return nil
 }
