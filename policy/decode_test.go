@@ -341,7 +341,7 @@ func TestValidateCodeBuiltPolicy(t *testing.T) {
 		t.Errorf("Validate = %v", err)
 	}
 	p = Default()
-	p.Deny[0].PTYs = PTYsReclaim
+	p.Deny = append(p.Deny, Rule{Name: "sshd", PTYs: PTYsReclaim})
 	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "deny[0] sets ptys") {
 		t.Errorf("Validate = %v", err)
 	}

@@ -5,11 +5,6 @@ import (
 	"strings"
 )
 
-// terminalServerExamples are process names checked against the deny rules to
-// tell a reader whether a custom file still protects terminal servers as the
-// built-in default does.
-var terminalServerExamples = []string{"sshd", "sshd-session", "login", "agetty", "tmux: server", "screen", "systemd", "systemd-logind"}
-
 // Explain describes the policy in plain sentences for "ptyreclaim policy
 // check": one sentence per rule, then the thresholds, then the protections
 // that hold whatever the file says.
@@ -63,27 +58,39 @@ func (p *Policy) Explain() string {
 	w("")
 
 	w("Always protected, whatever this file says:")
-	w("  pid 1, kernel threads, ptyreclaim itself, processes being traced, and live PTYs")
-	w("  (a controlling terminal, open by another process, or used within the idle bar).")
-	if missing := p.unprotectedTerminalServers(); len(missing) == 0 {
-		w("  Terminal servers (%s) are denied, as in the built-in default.", strings.Join(terminalServers, ", "))
-	} else {
-		w("  Warning: the built-in default denies terminal servers (%s); this file leaves these processes undenied: %s.",
-			strings.Join(terminalServers, ", "), strings.Join(missing, ", "))
+	w("  pid 1, kernel threads, ptyreclaim itself, processes being traced, live PTYs")
+	w("  (a controlling terminal, open by another process, or used within the idle bar),")
+	w("  and terminal servers, by comm or executable name:")
+	for _, line := range wrapList(TerminalServers, 80-4) {
+		w("    %s", line)
 	}
 	return b.String()
 }
 
-// unprotectedTerminalServers lists the terminal server examples no deny rule
-// of p matches, as root (the usual owner).
-func (p *Policy) unprotectedTerminalServers() []string {
-	var missing []string
-	for _, name := range terminalServerExamples {
-		if !p.Decide(Subject{Name: name, UID: 0}).Denied {
-			missing = append(missing, name)
+// wrapList joins names with ", " into lines of at most width bytes.
+func wrapList(names []string, width int) []string {
+	var lines []string
+	line := ""
+	for i, n := range names {
+		item := n
+		if i < len(names)-1 {
+			item += ","
+		} else {
+			item += "."
 		}
+		if line != "" && len(line)+1+len(item) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += item
 	}
-	return missing
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // describeSubjects says which processes r matches: `processes named "node"

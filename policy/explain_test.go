@@ -36,9 +36,12 @@ Settings:
   Self service is off: only root can ask for a release.
 
 Always protected, whatever this file says:
-  pid 1, kernel threads, ptyreclaim itself, processes being traced, and live PTYs
-  (a controlling terminal, open by another process, or used within the idle bar).
-  Warning: the built-in default denies terminal servers (sshd, sshd-session, login, *getty, tmux*, screen, systemd*); this file leaves these processes undenied: sshd-session, login, agetty, tmux: server, screen, systemd, systemd-logind.
+  pid 1, kernel threads, ptyreclaim itself, processes being traced, live PTYs
+  (a controlling terminal, open by another process, or used within the idle bar),
+  and terminal servers, by comm or executable name:
+    sshd, sshd-session, sshd:*, login, *getty, tmux*, screen, SCREEN, systemd*,
+    init, dropbear, mosh-server, script, expect, conmon, containerd-shim*, runc,
+    crun, docker-init, tini, ptyreclaim.
 `
 	want = strings.Replace(want, "65534", itoa(nobodyUID(t)), 1)
 	if got := p.Explain(); got != want {
@@ -72,7 +75,7 @@ deny:
 		"reclaimed too (watched: reclaim)",
 		"warning at 60% of the system limit, critical at 92.5%; while critical the idle bar drops to 1m.",
 		"Self service is on",
-		"Terminal servers (sshd, sshd-session, login, *getty, tmux*, screen, systemd*) are denied, as in the built-in default.",
+		"and terminal servers, by comm or executable name:\n    sshd, sshd-session,",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Explain() lacks %q:\n%s", want, got)
@@ -85,16 +88,22 @@ func TestExplainDefault(t *testing.T) {
 	for _, want := range []string{
 		"Policy built-in default (version 1):",
 		"  none: ptyreclaim acts on nothing automatically; it only reports.",
-		"pid 1, kernel threads, ptyreclaim itself, processes being traced, and live PTYs",
-		"are denied, as in the built-in default.",
+		"pid 1, kernel threads, ptyreclaim itself, processes being traced, live PTYs",
+		"Deny rules (always win over allow rules):\n  none.\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("Explain() lacks %q:\n%s", want, got)
 		}
 	}
-	// One sentence per rule.
-	if n := strings.Count(got, "\n  deny["); n != len(Default().Deny) {
-		t.Errorf("%d deny lines, want %d", n, len(Default().Deny))
+	// policy check never warns about terminal servers left "undenied":
+	// no file can unprotect them, and every one of them is listed.
+	if strings.Contains(got, "undenied") || strings.Contains(got, "Warning") {
+		t.Errorf("Explain() warns:\n%s", got)
+	}
+	for _, name := range TerminalServers {
+		if !strings.Contains(got, " "+name+",") && !strings.Contains(got, " "+name+".") {
+			t.Errorf("Explain() does not list %q as always protected", name)
+		}
 	}
 }
 

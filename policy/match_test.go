@@ -134,21 +134,24 @@ deny:
 	}
 }
 
-func TestDefaultDeniesTerminalServers(t *testing.T) {
+// The names terminal servers run under are all in the one list that plan
+// protects, so the default needs no deny rule for them.
+func TestTerminalServersCoverTheUsualNames(t *testing.T) {
 	p := Default()
-	for _, s := range []Subject{
-		{Name: "sshd"},
-		{Name: "sshd-session"},
-		{Name: "login"},
-		{Name: "agetty"},
-		{Name: "getty"},
-		{Name: "tmux: server", Exe: "/usr/bin/tmux"},
-		{Name: "screen"},
-		{Name: "systemd"},
-		{Name: "systemd-machine"},
-	} {
-		if d := p.Decide(s); !d.Denied {
-			t.Errorf("Default().Decide(%+v) = %+v, want denied", s, d)
+	if len(p.Deny) != 0 {
+		t.Errorf("Default() has deny rules %+v: terminal servers are protected by TerminalServers", p.Deny)
+	}
+	for _, name := range []string{"sshd", "sshd-session", "sshd: alice [priv]", "login", "agetty", "getty", "mingetty",
+		"tmux: server", "tmux", "screen", "SCREEN", "systemd", "systemd-logind", "systemd-machine", "dropbear",
+		"mosh-server", "containerd-shim-runc-v2", "ptyreclaim"} {
+		found := false
+		for _, pat := range TerminalServers {
+			if globMatch(pat, name) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%q is not in TerminalServers", name)
 		}
 	}
 	if d := p.Decide(Subject{Name: "node", Exe: "/usr/bin/node", UID: 1000}); d.Denied || d.Allowed || d.PTYs != PTYsReport {

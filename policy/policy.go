@@ -136,21 +136,29 @@ func DefaultPath() string {
 	}
 }
 
-// terminalServers are the deny rules of the built-in default: programs that
-// hand out terminals to people. Their PTYs are someone's session, so by
-// default ptyreclaim leaves them alone even when a PTY looks leaked.
-var terminalServers = []string{
+// TerminalServers hand out terminals to people: their PTYs are someone's
+// session. This is the one list of them: plan never touches a process
+// whose comm or executable base name matches one of these globs, whatever
+// a policy file says, and "policy check" lists them among the protections
+// that always hold. No deny rule is needed for them.
+var TerminalServers = []string{
 	"sshd",
 	"sshd-session", // OpenSSH 9.8+ runs each session in its own binary
+	"sshd:*",       // sshd's per-connection processes rename themselves
 	"login",
 	"*getty", // getty, agetty, mingetty
 	"tmux*",  // the tmux server's comm is "tmux: server"
-	"screen",
+	"screen", "SCREEN",
 	"systemd*", // systemd and its helpers (logind, machined)
+	"init",
+	"dropbear", "mosh-server", "script", "expect",
+	"conmon", "containerd-shim*", "runc", "crun", "docker-init", "tini",
+	"ptyreclaim",
 }
 
 // Default returns the policy used when no policy file exists: report
-// everything, act on nothing, never touch terminal servers.
+// everything, act on nothing. Terminal servers need no deny rule: they are
+// always protected (TerminalServers).
 func Default() *Policy {
 	p := &Policy{
 		Version: SupportedVersion,
@@ -171,9 +179,6 @@ func Default() *Policy {
 		},
 		SelfService: false,
 		Source:      BuiltinSource,
-	}
-	for _, name := range terminalServers {
-		p.Deny = append(p.Deny, Rule{Name: name})
 	}
 	return p
 }

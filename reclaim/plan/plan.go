@@ -6,6 +6,7 @@ package plan
 import (
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
@@ -63,15 +64,6 @@ type Options struct {
 	// with a live session is never ended). Callers plan only the leaks;
 	// nil means the planned findings are the whole scan.
 	Context []classify.Finding
-}
-
-// TerminalServers hold PTYs on purpose; their PTYs are never reclaimed,
-// whatever a policy says. Globs on the comm or executable base name.
-var TerminalServers = []string{
-	"sshd", "sshd-session", "sshd:*", "login", "getty", "agetty", "mingetty",
-	"tmux", "tmux:*", "screen", "SCREEN", "systemd", "systemd-*", "init",
-	"dropbear", "mosh-server", "script", "expect", "conmon", "containerd-shim*",
-	"runc", "crun", "docker-init", "tini", "ptyreclaim",
 }
 
 // Plan gives every finding a verdict, in order.
@@ -261,13 +253,13 @@ func Protected(p *snapshot.Process, self int) string {
 }
 
 // TerminalServer returns the name under which p counts as a terminal
-// server, or "".
+// server (policy.TerminalServers, the one list), or "".
 func TerminalServer(p *snapshot.Process) string {
 	names := []string{p.Comm}
-	if p.Exe != "" {
-		names = append(names, path.Base(p.Exe))
+	if exe := strings.TrimSuffix(p.Exe, " (deleted)"); exe != "" { // sshd after an upgrade
+		names = append(names, path.Base(exe))
 	}
-	for _, pat := range TerminalServers {
+	for _, pat := range policy.TerminalServers {
 		for _, n := range names {
 			if ok, _ := path.Match(pat, n); ok {
 				return n
