@@ -636,3 +636,142 @@ func countLines(text string, parts ...string) int {
 	}
 	return n
 }
+
+// unitExecStart returns the packaged unit's ExecStart command line.
+func unitExecStart(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../packaging/systemd/ptyreclaim.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			return strings.Fields(v)
+		}
+	}
+	t.Fatal("the unit has no ExecStart")
+	return nil
+}
+
+// consoleRecord is one line of the console log format:
+// time, level, message, then the fields as JSON.
+type consoleRecord struct {
+	level, msg string
+	fields     map[string]any
+}
+
+func consoleRecords(text string) []consoleRecord {
+	var out []consoleRecord
+	for _, line := range strings.Split(text, "\n") {
+		parts := strings.SplitN(line, "\t", 4)
+		if len(parts) < 3 {
+			continue
+		}
+		r := consoleRecord{level: parts[1], msg: parts[2]}
+		if len(parts) == 4 {
+			_ = json.Unmarshal([]byte(parts[3]), &r.fields)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// The audit trail is on by default: run with exactly the packaged unit's
+// ExecStart arguments (in a private mount and network namespace, where
+// /etc/ptyreclaim/policy.yaml, /run/ptyreclaim and 127.0.0.1:9477 are the
+// test's own), every action inside a process and every refused
+// self-service request is one record on stderr, as the journal gets it.
+func TestDaemonAuditTrailUnderTheUnitCommandLine(t *testing.T) {
+	bin := buildForNobody(t)
+	argv := unitExecStart(t)
+	if argv[0] != "/usr/bin/ptyreclaim" || argv[1] != "daemon" {
+		t.Fatalf("ExecStart %q: not the daemon", argv)
+	}
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
+	uid, gid := testUser(t, secName("u"))
+	leaker := testproc.Start(t, leakerNamed(t, allowedName), "5")
+	refused := testproc.StartCmd(t, as(uid, gid, exec.Command(buildHold(t, secName("uh")), "2", "nodump")))
+	time.Sleep(10 * time.Millisecond) // idle for longer than min_idle
+
+	setup := `set -e
+ip link set lo up
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/ptyreclaim "$U" "$W"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$U,workdir=$W" /etc
+mkdir -p /etc/ptyreclaim
+cp "$POLICY" /etc/ptyreclaim/policy.yaml
+exec "$@"`
+	d := &daemonProc{done: make(chan error, 1)}
+	d.cmd = exec.Command("unshare", append([]string{"--mount", "--net", "--fork", "sh", "-c", setup, "sh", bin}, argv[1:]...)...)
+	d.cmd.Env = append(os.Environ(), "U="+filepath.Join(dir, "upper"), "W="+filepath.Join(dir, "work"), "POLICY="+policyPath)
+	d.cmd.Stderr = lockedWriter{d}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	var daemonPID int
+	t.Cleanup(func() {
+		if daemonPID > 0 {
+			syscall.Kill(daemonPID, syscall.SIGKILL)
+		}
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", d.logs())
+		}
+	})
+	waitFor(t, 20*time.Second, "the daemon's first cycle", func() bool {
+		select {
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("the daemon ended: %v\n%s", err, d.logs())
+		default:
+		}
+		return len(ptmxFDs(t, leaker.PID)) == 0
+	})
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", d.cmd.Process.Pid, d.cmd.Process.Pid))
+	if err != nil || len(strings.Fields(string(kids))) != 1 {
+		t.Fatalf("the daemon under unshare: %v %q", err, kids)
+	}
+	daemonPID, _ = strconv.Atoi(strings.Fields(string(kids))[0])
+
+	// A user asks, on the unit's socket, for a process she may not ptrace.
+	rel := exec.Command("nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", daemonPID), fmt.Sprintf("--net=/proc/%d/ns/net", daemonPID),
+		"--setuid", strconv.Itoa(uid), "--setgid", strconv.Itoa(gid), "--",
+		bin, "release", "--yes", "--min-idle", "0s", "--pid", strconv.Itoa(refused.PID))
+	if out, err := rel.CombinedOutput(); err != nil {
+		t.Fatalf("release through the unit's socket: %v %s", err, out)
+	}
+	if err := syscall.Kill(daemonPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-d.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	d.done <- nil
+
+	actions, refusals := 0, 0
+	for _, r := range consoleRecords(d.logs()) {
+		pid, _ := r.fields["pid"].(float64)
+		switch {
+		case r.msg == "action" && int(pid) == leaker.PID:
+			if r.level != "INFO" || r.fields["result"] != "done" || r.fields["fd"] == nil || r.fields["comm"] != allowedName {
+				t.Errorf("action record: %+v", r)
+			}
+			actions++
+		case r.msg == "self-service refused" && int(pid) == refused.PID:
+			if r.fields["peer_uid"] != float64(uid) || !strings.Contains(fmt.Sprint(r.fields["reason"]), "not dumpable") {
+				t.Errorf("refusal record: %+v", r)
+			}
+			refusals++
+		}
+	}
+	if actions != 5 || refusals != 1 {
+		t.Errorf("under %q: %d action records for 5 released fds, %d refusal records for 1 refusal", argv, actions, refusals)
+	}
+	if n := len(ptmxFDs(t, refused.PID)); n != 2 {
+		t.Errorf("the refused target lost masters: %d left", n)
+	}
+}
