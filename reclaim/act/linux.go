@@ -25,6 +25,10 @@ type Linux struct {
 	Grace time.Duration
 	// LastIO returns the last I/O time the scan saw for a PTY.
 	LastIO func(id snapshot.PTYID) time.Time
+	// Guard, when set, is asked once more while the process is frozen
+	// whether it may be acted on (the daemon's self-service rule); an error
+	// skips every fd.
+	Guard func(pid int) error
 }
 
 var _ Platform = (*Linux)(nil)
@@ -75,7 +79,15 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		return l.checkSlave(it, slave)
 	}
+	var guardOnce sync.Once
+	var guardErr error
 	recheck := func(fd, _ int) error {
+		if l.Guard != nil {
+			guardOnce.Do(func() { guardErr = l.Guard(p.PID) })
+			if guardErr != nil {
+				return guardErr
+			}
+		}
 		mu.Lock()
 		slave := slaves[fd]
 		mu.Unlock()

@@ -28,7 +28,9 @@ func newDaemonCmd(env *Env) *cobra.Command {
 		Short: "Reclaim automatically, as the policy says (for systemd or launchd)",
 		Long: `daemon scans every --interval and releases what the policy's allow rules
 name, sooner when the PTY pool is under pressure. It logs every action as a
-structured record, reloads the policy on SIGHUP (a broken file keeps the old
+structured record (its log level is info unless --log-level says otherwise,
+so that every action inside a process and every refused self-service
+request reaches the journal), reloads the policy on SIGHUP (a broken file keeps the old
 policy), and on SIGTERM finishes the process it is working on and exits.
 
 With --socket it serves self-service requests: a user who is not root runs
@@ -40,6 +42,16 @@ feeds the watchdog.`,
     --metrics 127.0.0.1:9477 --socket /run/ptyreclaim/ptyreclaim.sock --log-format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The audit trail is on by default: a root helper's actions
+			// inside other people's processes are logged at info.
+			if !cmd.Flags().Changed("log-level") {
+				format, _ := cmd.Flags().GetString("log-format")
+				log, err := newLogger(&globalOptions{logLevel: "info", logFormat: format}, env.IO.Err)
+				if err != nil {
+					return err
+				}
+				env.Log, env.Source = log, newSource(log)
+			}
 			return RunDaemon(cmd.Context(), env, o)
 		},
 	}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -53,6 +56,9 @@ type Daemon struct {
 	// mu keeps one release at a time: the cycle and self-service requests
 	// must never freeze or signal the same process at once.
 	mu sync.Mutex
+	// scans lets self-service requests that wait at the same time share
+	// one scan.
+	scans scanShare
 }
 
 // New checks the configuration and loads the policy; a broken policy file
@@ -61,7 +67,8 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Interval <= 0 {
 		return nil, fmt.Errorf("--interval %s: must be more than 0", cfg.Interval)
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Log, self: os.Getpid(), metrics: newMetrics()}
+	d := &Daemon{cfg: cfg, log: cfg.Log, self: os.Getpid(), metrics: newMetrics(),
+		scans: scanShare{next: map[string]*sharedScan{}}}
 	pol, err := d.loadPolicy()
 	if err != nil {
 		return nil, err
@@ -94,8 +101,9 @@ func (d *Daemon) Reload() {
 		zap.Int("deny", len(pol.Deny)), zap.Bool("self_service", pol.SelfService))
 }
 
-// Run serves until ctx ends. A cycle in progress finishes first: the
-// executor never stops in the middle of a process.
+// Run serves until ctx ends. A cycle in progress, and every self-service
+// request being served, finish first: the executor never stops in the
+// middle of a process, and Run returns only after the last one.
 func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 	lock, err := lockFile(d.cfg.LockPath)
 	if err != nil {
@@ -176,35 +184,57 @@ func (d *Daemon) serveMetrics(wg *sync.WaitGroup) (*http.Server, error) {
 	return srv, nil
 }
 
-// cycle is one scan and whatever the policy says to do about it.
+// cycle is one scan and whatever the policy says to do about it. A panic
+// ends the cycle, not the daemon.
 func (d *Daemon) cycle(ctx context.Context) {
+	defer d.recoverPanic("cycle", d.log)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	start := time.Now()
-	rep, err := d.release(ctx, releaseRequest{owner: -1, orphans: true}, d.log)
+	scan, err := pipeline.Take(ctx, d.cfg.Source, d.policy(), nil, d.log)
 	if err != nil {
 		d.log.Error("cycle failed", zap.Error(err))
 		return
 	}
-	d.log.Info("cycle", zap.Int("pool_in_use", rep.PoolBefore.InUse), zap.Int("pool_after", rep.PoolAfter.InUse),
-		zap.Int("pool_limit", rep.PoolBefore.Limit),
-		zap.Int("done", pipeline.CountResult(rep.Actions, act.Done)),
-		zap.Int("failed", pipeline.CountResult(rep.Actions, act.Failed)),
+	d.metrics.observeScan(scan.Snap, scan.Findings, scan.Took.Seconds())
+	rep, err := d.release(ctx, releaseRequest{orphans: true}, scan, d.log)
+	if err != nil {
+		d.log.Error("cycle failed", zap.Error(err))
+		return
+	}
+	// Each action has its own record; a cycle that did nothing is only
+	// worth a line at debug level.
+	done, failed := pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Failed)
+	level := zap.DebugLevel
+	if done+failed > 0 {
+		level = zap.InfoLevel
+	}
+	d.log.Log(level, "cycle", zap.Int("pool_in_use", rep.PoolBefore.InUse), zap.Int("pool_after", rep.PoolAfter.InUse),
+		zap.Int("pool_limit", rep.PoolBefore.Limit), zap.Int("done", done), zap.Int("failed", failed),
 		zap.Int("skipped", pipeline.CountResult(rep.Actions, act.Skipped)),
 		zap.Duration("took", time.Since(start)))
 }
 
+// recoverPanic, deferred at the top of a cycle or a request, turns a panic
+// into a logged, counted error: no input from any user may end the daemon.
+func (d *Daemon) recoverPanic(where string, log *zap.Logger) {
+	if r := recover(); r != nil {
+		d.metrics.panics.WithLabelValues(where).Inc()
+		log.Error("panic recovered; the daemon keeps serving", zap.String("where", where),
+			zap.String("panic", fmt.Sprint(r)), zap.Stack("stack"))
+	}
+}
+
 // releaseRequest is what one release acts on.
 type releaseRequest struct {
-	// owner is the uid a self-service request comes from (0 for root), or
-	// -1 for the daemon's own cycle, where the policy's allow rules decide.
-	owner   int
+	// caller is who sent a self-service request; nil for the daemon's own
+	// cycle, where the policy's allow rules decide.
+	caller  *caller
 	pids    []int
 	names   []string
 	all     bool
 	orphans bool
 	method  string
-	minIdle *time.Duration
 }
 
 // usageError is a problem with a request, not with the daemon.
@@ -212,41 +242,126 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-// release is the one flow for the cycle and for self-service: scan,
-// classify, plan, act. The caller holds d.mu.
-func (d *Daemon) release(ctx context.Context, r releaseRequest, log *zap.Logger) (pipeline.Report, error) {
+// release is the one flow for the cycle and for self-service: plan on a
+// scan, check, act. The caller holds d.mu.
+func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.Scan, log *zap.Logger) (pipeline.Report, error) {
 	pol := d.policy()
-	scan, err := pipeline.Take(ctx, d.cfg.Source, pol, r.minIdle, log)
-	if err != nil {
-		return pipeline.Report{}, err
-	}
-	d.metrics.observeScan(scan.Snap, scan.Findings, scan.Took.Seconds())
-	if r.owner < 0 {
+	if r.caller == nil {
 		d.warnPressure(pol, scan)
 	}
 	popts := plan.Options{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Context: scan.Findings}
-	if r.owner >= 0 {
+	findings := scan.Findings
+	if r.caller != nil {
+		var err error
 		if popts.Select, err = selection(scan.Snap, r); err != nil {
 			return pipeline.Report{}, err
 		}
-	}
-	items := plan.Plan(pipeline.Filter(scan.Findings, popts.Select, false), popts)
-	for i := range items {
-		it := &items[i]
-		// Belt and braces: a self-service request never acts on another
-		// user's process, whatever the selection let through.
-		if r.owner > 0 && it.Verdict != plan.Skip && !owns(r.owner, it.Process) {
-			it.Verdict, it.Method, it.Reason = plan.Skip, "", "not your process"
+		findings = pipeline.Filter(findings, popts.Select, false)
+		if !r.caller.root {
+			// An orphan child is selected through its parent: one that runs
+			// as another user is not the caller's to hear about.
+			findings = slices.DeleteFunc(findings, func(f classify.Finding) bool { return f.Process.UID != r.caller.uid })
 		}
+	} else {
+		findings = pipeline.Filter(findings, nil, false)
+	}
+	items := plan.Plan(findings, popts)
+	platform := d.cfg.Platform(scan.Snap)
+	if r.caller != nil && !r.caller.root {
+		var err error
+		if platform, err = d.checkCaller(*r.caller, scan.Snap, items, platform, log); err != nil {
+			return pipeline.Report{}, err
+		}
+	}
+	for _, it := range items {
 		if it.Verdict == plan.Skip {
 			log.Debug("decision", zap.String("kind", string(it.Kind)), zap.Int("pid", it.Process.PID),
 				zap.Int("fd", it.FD), zap.String("verdict", string(it.Verdict)), zap.String("reason", it.Reason))
 		}
 	}
-	exec := &act.Executor{Log: log, Platform: d.cfg.Platform(scan.Snap)}
+	exec := &act.Executor{Log: log, Platform: platform}
 	rep, err := pipeline.Release(ctx, d.cfg.Source, exec, scan.Snap.Pool, items)
 	d.metrics.observeActions(rep.Actions)
+	if r.caller != nil && !r.caller.root {
+		redact(rep.Actions, scan.Snap, r.caller.uid)
+	}
 	return rep, err
+}
+
+// checkCaller applies the self-service rule before the freeze: each item
+// the caller could not act on herself (mayAct) is skipped, with one
+// refusal record per process. It returns the platform that asks the same
+// again under each freeze.
+func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.Item, platform act.Platform, log *zap.Logger) (act.Platform, error) {
+	refused := map[int]error{}
+	for i := range items {
+		it := &items[i]
+		if it.Verdict == plan.Skip {
+			continue
+		}
+		pid := it.Process.PID
+		err, seen := refused[pid]
+		if !seen {
+			if !owns(&cl, it.Process) {
+				err = errors.New("not your process")
+			} else {
+				err = mayAct(cl, pid, it.Process.StartTime)
+			}
+			refused[pid] = err
+			if err != nil {
+				log.Info("self-service refused", zap.Int("pid", pid), zap.Uint64("start_time", it.Process.StartTime),
+					zap.Int("uid", it.Process.UID), zap.String("reason", err.Error()))
+			}
+		}
+		if err != nil {
+			it.Verdict, it.Method, it.Reason = plan.Skip, "", "refused: "+err.Error()
+		}
+	}
+	return guarded(platform, func(pid int) error {
+		p := snap.Process(pid)
+		if p == nil {
+			return fmt.Errorf("pid %d was not in the scan", pid)
+		}
+		if err := mayAct(cl, pid, p.StartTime); err != nil {
+			log.Info("self-service refused under the freeze", zap.Int("pid", pid), zap.String("reason", err.Error()))
+			return fmt.Errorf("refused under the freeze: %w", err)
+		}
+		return nil
+	})
+}
+
+// redact replaces each reason that names a process of another user (by
+// its pid, often with its comm) with one that does not: a self-service
+// caller learns nothing about other users' processes.
+func redact(actions []act.Action, snap *snapshot.Snapshot, uid int) {
+	for i := range actions {
+		if namesOthers(actions[i].Reason, snap, uid) {
+			actions[i].Reason = "not released: the reason concerns a process of another user"
+		}
+	}
+}
+
+// namesOthers reports whether s contains, as a whole number, the pid of a
+// process in snap that does not belong to uid. A number that only looks
+// like one (an fd, an index) costs at worst a vaguer reason.
+func namesOthers(s string, snap *snapshot.Snapshot, uid int) bool {
+	for i := 0; i < len(s); {
+		if s[i] < '0' || s[i] > '9' {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(s[i:j]); err == nil {
+			if p := snap.Process(n); p != nil && p.UID != uid {
+				return true
+			}
+		}
+		i = j
+	}
+	return false
 }
 
 // selection turns a self-service request into the processes it may touch:
@@ -257,7 +372,7 @@ func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Proces
 		if p == nil {
 			return nil, &usageError{fmt.Sprintf("--pid %d: no such process (it may have exited)", pid)}
 		}
-		if !owns(r.owner, p) {
+		if !owns(r.caller, p) {
 			return nil, &usageError{fmt.Sprintf("--pid %d: not your process", pid)}
 		}
 	}
@@ -266,7 +381,7 @@ func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Proces
 		byName := pipeline.Select(nil, []string{n})
 		found := false
 		for _, p := range snap.Processes {
-			if owns(r.owner, p) && byName(p) {
+			if owns(r.caller, p) && byName(p) {
 				found = true
 				break
 			}
@@ -280,7 +395,7 @@ func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Proces
 		if real := snap.Process(p.PID); real != nil {
 			p = real
 		}
-		return owns(r.owner, p) && (r.all || named(p))
+		return owns(r.caller, p) && (r.all || named(p))
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +22,7 @@ type metrics struct {
 	actions      *prometheus.CounterVec
 	scan         prometheus.Histogram
 	reloads      *prometheus.CounterVec
+	panics       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,8 +50,11 @@ func newMetrics() *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ptyreclaim_policy_reloads_total", Help: "Policy reloads by result (ok, error).",
 		}, []string{"result"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ptyreclaim_panics_total", Help: "Panics recovered, by where (cycle, request); the daemon kept serving.",
+		}, []string{"where"}),
 	}
-	m.reg.MustRegister(m.poolInUse, m.poolLimit, m.holderPTYs, m.holderLeaked, m.actions, m.scan, m.reloads)
+	m.reg.MustRegister(m.poolInUse, m.poolLimit, m.holderPTYs, m.holderLeaked, m.actions, m.scan, m.reloads, m.panics)
 	return m
 }
 
@@ -78,7 +83,7 @@ func (m *metrics) observeScan(s *snapshot.Snapshot, findings []classify.Finding,
 	m.holderPTYs.Reset()
 	m.holderLeaked.Reset()
 	for p, c := range per {
-		labels := prometheus.Labels{"pid": strconv.Itoa(p.PID), "comm": p.Comm}
+		labels := prometheus.Labels{"pid": strconv.Itoa(p.PID), "comm": labelValue(p.Comm)}
 		m.holderPTYs.With(labels).Set(float64(len(c.all)))
 		m.holderLeaked.With(labels).Set(float64(len(c.leaked)))
 	}
@@ -97,3 +102,8 @@ func (m *metrics) observeActions(actions []act.Action) {
 		m.actions.WithLabelValues(a.Kind, result).Inc()
 	}
 }
+
+// labelValue makes a label value the Prometheus client accepts: it panics
+// on invalid UTF-8, and comm is whatever bytes a process chose (or a name
+// the kernel cut mid-character at 15 bytes).
+func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }

@@ -28,7 +28,10 @@ type Request struct {
 type Response struct {
 	Error string `json:"error,omitempty"`
 	// Usage is true when the error is about the request (exit code 2).
-	Usage  bool             `json:"usage,omitempty"`
+	Usage bool `json:"usage,omitempty"`
+	// Busy is true when the daemon refused the connection for its limits
+	// (per user, in all): trying again later may work.
+	Busy   bool             `json:"busy,omitempty"`
 	Report *pipeline.Report `json:"report,omitempty"`
 }
 
@@ -47,12 +50,18 @@ func Ask(socket string, req Request, timeout time.Duration) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	if _, err := conn.Write(append(b, '\n')); err != nil {
-		return Response{}, fmt.Errorf("sending to %s: %w", socket, err)
-	}
-	line, err := bufio.NewReaderSize(conn, 64<<10).ReadBytes('\n')
-	if err != nil && !errors.Is(err, bufio.ErrBufferFull) && len(line) == 0 {
-		return Response{}, fmt.Errorf("reading the answer from %s: %w", socket, err)
+	// A daemon that refuses a connection (busy) answers and hangs up
+	// without reading: the write may then fail, yet its answer is there
+	// to read, and it says more than "broken pipe".
+	_, werr := conn.Write(append(b, '\n'))
+	line, rerr := bufio.NewReaderSize(conn, 64<<10).ReadBytes('\n')
+	if len(line) == 0 {
+		if werr != nil {
+			return Response{}, fmt.Errorf("sending to %s: %w", socket, werr)
+		}
+		if rerr != nil && !errors.Is(rerr, bufio.ErrBufferFull) {
+			return Response{}, fmt.Errorf("reading the answer from %s: %w", socket, rerr)
+		}
 	}
 	var resp Response
 	if err := json.Unmarshal(line, &resp); err != nil {

@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
+)
+
+func TestParseCreds(t *testing.T) {
+	status := "Name:\tsu\nUmask:\t0022\nUid:\t1001\t0\t0\t0\nGid:\t1001\t1001\t1001\t1001\n" +
+		"CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n"
+	c, err := parseCreds([]byte(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.uids != [4]int{1001, 0, 0, 0} || c.gids != [4]int{1001, 1001, 1001, 1001} || c.capPrm != 0x1ffffffffff || c.capEff != 0x1ffffffffff {
+		t.Errorf("got %+v", c)
+	}
+	for name, bad := range map[string]string{
+		"no CapEff":     "Uid:\t1\t1\t1\t1\nGid:\t1\t1\t1\t1\nCapPrm:\t0\n",
+		"three uids":    "Uid:\t1\t1\t1\nGid:\t1\t1\t1\t1\nCapPrm:\t0\nCapEff:\t0\n",
+		"negative uid":  "Uid:\t-1\t1\t1\t1\nGid:\t1\t1\t1\t1\nCapPrm:\t0\nCapEff:\t0\n",
+		"caps not hex":  "Uid:\t1\t1\t1\t1\nGid:\t1\t1\t1\t1\nCapPrm:\tzz\nCapEff:\t0\n",
+		"empty":         "",
+		"uid too large": "Uid:\t4294967296\t1\t1\t1\nGid:\t1\t1\t1\t1\nCapPrm:\t0\nCapEff:\t0\n",
+	} {
+		if _, err := parseCreds([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestNSRoot(t *testing.T) {
+	for m, want := range map[string]int{
+		"         0          0 4294967295\n":                                   0,
+		"         0       1000          1\n":                                   1000,
+		"      1000       1000          1\n         0     100000      65536\n": 100000,
+		"      1000       1000          1\n":                                   0, // 0 unmapped: the global root
+		"":                                                                     0,
+		"garbage\n":                                                            0,
+	} {
+		if got := nsRoot([]byte(m)); got != want {
+			t.Errorf("%q: %d, want %d", m, got, want)
+		}
+	}
+}
+
+func TestRedactNamesNoOtherUsersProcess(t *testing.T) {
+	snap := &snapshot.Snapshot{Processes: []*snapshot.Process{
+		{PID: 4242, UID: 1000, Comm: "mine"},
+		{PID: 777, UID: 0, Comm: "gdb"},
+	}}
+	for reason, withheld := range map[string]bool{
+		"traced by pid 777 (a debugger?): not touched while someone else traces it":              true,
+		"blocked in read(fd 3) on pipe:[99]; every write end is held by itself and by 777 (gdb)": true,
+		"no session uses /dev/pts/777": true, // an index that is also a pid: withholding is the safe side
+		"fd 5 was closed meanwhile":    false,
+		"held by 4242 (mine)":          false,
+	} {
+		if got := namesOthers(reason, snap, 1000); got != withheld {
+			t.Errorf("%q: names others %v, want %v", reason, !withheld, withheld)
+		}
+	}
+}
+
+func TestLabelValue(t *testing.T) {
+	for in, want := range map[string]string{
+		"node":         "node",
+		"\xff":         "\uFFFD",
+		"\xd0\xb0\xd0": "а\uFFFD", // cut mid-character at 15 bytes
+		"":             "",
+	} {
+		if got := labelValue(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzLabelValue: whatever bytes a process names itself, the Prometheus
+// client takes the label without panicking.
+func FuzzLabelValue(f *testing.F) {
+	for _, s := range []string{"node", "\xff", "\xd0\xb0\xd0", "\x1b[31m", "a\x00b", strings.Repeat("\xe2\x82", 8)} {
+		f.Add(s)
+	}
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "x", Help: "x"}, []string{"comm"})
+	f.Fuzz(func(t *testing.T, s string) {
+		v := labelValue(s)
+		if !utf8.ValidString(v) {
+			t.Fatalf("%q -> %q: not valid UTF-8", s, v)
+		}
+		if utf8.ValidString(s) && v != s {
+			t.Fatalf("valid %q changed to %q", s, v)
+		}
+		g.With(prometheus.Labels{"comm": v}).Set(1)
+		g.Reset()
+	})
+}
+
+func FuzzParseCreds(f *testing.F) {
+	f.Add([]byte("Uid:\t1001\t0\t0\t0\nGid:\t1001\t1001\t1001\t1001\nCapPrm:\t0\nCapEff:\t0\n"))
+	f.Add([]byte("Uid:\t1\nGid:\nCapPrm:\tffffffffffffffffff\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseCreds(b)
+		if err != nil {
+			return
+		}
+		for _, id := range append(c.uids[:], c.gids[:]...) {
+			if id < 0 || id > 1<<32-1 {
+				t.Fatalf("id %d out of range", id)
+			}
+		}
+		_ = nsRoot(b)
+	})
+}
