@@ -219,7 +219,7 @@ func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, item
 			}
 			actions = append(actions, act.NewAction(it, act.Skipped, reason))
 		}
-		return writeJSON(env, pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions})
+		return writeJSON(env, pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions, Freed: []act.Freed{}})
 	}
 	fmt.Fprintf(env.IO.Out, "Dry run: would release %s. Nothing was changed.\n", describe(items))
 	report.WriteAuditTable(env.IO.Out, snap, items)
@@ -231,6 +231,7 @@ func writeReleaseTable(env *Env, rep pipeline.Report) {
 	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
 		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
 		pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Skipped), pipeline.CountResult(rep.Actions, act.Failed))
+	fmt.Fprintln(w, pipeline.DescribeFreed(rep.Freed))
 	for _, a := range rep.Actions {
 		if a.Result == act.Done && a.Reason == "" {
 			continue

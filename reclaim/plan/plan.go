@@ -108,7 +108,7 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		}
 		items = append(items, it)
 	}
-	together(items, context)
+	together(items, context, o.Self)
 	capPerRun(items, o.Policy.Defaults.MaxPerRun)
 	return items
 }
@@ -121,12 +121,14 @@ type fdKey struct {
 // together skips every fd of a PTY when any fd of it, in any holder, is
 // skipped or not planned at all (a live fd, a holder the release does not
 // include): within one holder with the very same reason, in the others
-// with a sentence naming the holder where it is kept.
-func together(items []Item, context []classify.Finding) {
+// with a sentence naming the holder where it is kept. Our own fds are
+// left out: they are the scanner's copies, closed a moment later, and
+// would otherwise keep whichever PTY a scan worker had in hand.
+func together(items []Item, context []classify.Finding, self int) {
 	planned := map[fdKey]bool{}
 	byPTY := map[snapshot.PTYID][]int{}
 	for i, it := range items {
-		if it.Kind != classify.KindPTY {
+		if it.Kind != classify.KindPTY || it.Process.PID == self {
 			continue
 		}
 		planned[fdKey{it.Process.PID, it.FD}] = true
@@ -148,7 +150,7 @@ func together(items []Item, context []classify.Finding) {
 		}
 	}
 	for _, f := range context {
-		if f.Kind != classify.KindPTY || byPTY[f.PTY] == nil || planned[fdKey{f.Process.PID, f.FD}] {
+		if f.Kind != classify.KindPTY || f.Process.PID == self || byPTY[f.PTY] == nil || planned[fdKey{f.Process.PID, f.FD}] {
 			continue
 		}
 		if _, ok := keep[f.PTY]; ok {

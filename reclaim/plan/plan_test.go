@@ -379,3 +379,14 @@ func TestPTYReleasedInEveryHolderOrNone(t *testing.T) {
 		t.Errorf("stranger: %+v", items)
 	}
 }
+
+// Our own fds are the scanner's passing copies: they never keep a PTY
+// from being released elsewhere.
+func TestOwnCopiesKeepNothing(t *testing.T) {
+	app, self := &snapshot.Process{PID: 10, Comm: "app"}, &snapshot.Process{PID: 77, Comm: "ptyreclaim"}
+	fs := []classify.Finding{end(app, 3, 1, snapshot.Master), end(self, 9, 1, snapshot.Master)}
+	items := Plan(fs, Options{Policy: policy.Default(), Select: all, Self: 77})
+	if items[0].Verdict != Reclaim || items[1].Verdict != Skip {
+		t.Errorf("%+v", items)
+	}
+}
