@@ -5,6 +5,7 @@ package act
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,13 +52,45 @@ type Platform interface {
 type Executor struct {
 	Log      *zap.Logger
 	Platform Platform
+	// Rescan, when set, reads the machine again after the releases, to
+	// prove which PTYs are freed (see confirm). Without it "done" says only
+	// that the fd itself was released. pipeline.Release always sets it.
+	Rescan func(ctx context.Context) (*snapshot.Snapshot, error)
+}
+
+// Freed is one PTY a run freed: its devpts instance (the st_dev of the
+// devpts mount; 0 on macOS) and index.
+type Freed struct {
+	Instance uint64 `json:"instance"`
+	Index    int    `json:"index"`
+}
+
+// Result is what a run did: one action per item, and the PTYs it freed.
+type Result struct {
+	Actions []Action
+	Freed   []Freed
 }
 
 // Run acts on every item whose verdict is reclaim or kill, and reports the
 // skipped ones with their reason. It stops between processes when ctx is
 // done, never in the middle of one.
 func (e *Executor) Run(ctx context.Context, items []plan.Item) []Action {
-	var actions []Action
+	return e.Execute(ctx, items).Actions
+}
+
+// pending is an action not yet logged: its item and whether it is logged.
+type pending struct {
+	a   Action
+	it  plan.Item
+	log bool
+}
+
+// Execute is Run that also says which PTYs were freed. Every action is
+// logged once its result is final, after the check that the PTYs it
+// released are gone: the audit trail never says "done" for a PTY that
+// something still holds.
+func (e *Executor) Execute(ctx context.Context, items []plan.Item) Result {
+	var out []pending
 	byPID := map[int][]plan.Item{}
 	var order []int
 	for _, it := range items {
@@ -68,7 +101,7 @@ func (e *Executor) Run(ctx context.Context, items []plan.Item) []Action {
 			}
 			byPID[it.Process.PID] = append(byPID[it.Process.PID], it)
 		case plan.Skip:
-			actions = append(actions, skipped(it, it.Reason))
+			out = append(out, pending{a: skipped(it, it.Reason), it: it})
 		}
 	}
 	for _, pid := range order {
@@ -76,29 +109,119 @@ func (e *Executor) Run(ctx context.Context, items []plan.Item) []Action {
 		p := group[0].Process
 		if err := ctx.Err(); err != nil {
 			for _, it := range group {
-				actions = append(actions, e.logged(p, skipped(it, "stopped before this process: "+err.Error())))
+				out = append(out, pending{a: skipped(it, "stopped before this process: "+err.Error()), it: it, log: true})
 			}
 			continue
 		}
 		// The freeze runs to its end even if ctx ends meanwhile: stopping
 		// half way would only lengthen it.
 		done, frozen := e.Platform.Reclaim(context.WithoutCancel(ctx), p, group, e.Log)
+		byFD := make(map[int]plan.Item, len(group))
+		for _, it := range group {
+			byFD[it.FD] = it
+		}
 		for _, a := range done {
 			a.Frozen = frozen
-			actions = append(actions, e.logged(p, a))
+			it := group[0]
+			if a.FD != nil {
+				if g, ok := byFD[*a.FD]; ok {
+					it = g
+				}
+			}
+			out = append(out, pending{a: a, it: it, log: true})
 		}
+	}
+	var freed []Freed
+	if e.Rescan != nil {
+		freed = e.confirm(context.WithoutCancel(ctx), out)
 	}
 	for _, it := range items {
 		if it.Verdict != plan.Kill {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			actions = append(actions, e.logged(it.Process, skipped(it, "stopped before this process: "+err.Error())))
+			out = append(out, pending{a: skipped(it, "stopped before this process: "+err.Error()), it: it, log: true})
 			continue
 		}
-		actions = append(actions, e.logged(it.Process, e.Platform.Kill(context.WithoutCancel(ctx), it, e.Log)))
+		out = append(out, pending{a: e.Platform.Kill(context.WithoutCancel(ctx), it, e.Log), it: it, log: true})
 	}
-	return actions
+	res := Result{Actions: make([]Action, 0, len(out)), Freed: freed}
+	for _, pa := range out {
+		if pa.log {
+			pa.a = e.logged(pa.it.Process, pa.a)
+		}
+		res.Actions = append(res.Actions, pa.a)
+	}
+	return res
+}
+
+// confirm proves which PTYs the releases freed, and turns "done" into
+// "failed" for every fd of a PTY that is still held. It reads every
+// process's fds again, once per run, after the injector has closed its
+// reference copies: a PTY is freed exactly when no fd of any process
+// refers to it any more, and only a full look at every fd table shows
+// that (the same proof the scan made, so just as exact). Cheaper signs
+// are not proof: the slave node goes away when the master closes while a
+// slave fd elsewhere still pins the PTY, a new PTY can take the index and
+// bring the node back, and the pool count moves with everything else on
+// the machine. Doubt (a rescan that failed, processes it could not read, a
+// new PTY on the same index) errs towards "not freed". Our own fds are not
+// counted: we hold no copy by now, and another of our scans only holds
+// one for a moment.
+func (e *Executor) confirm(ctx context.Context, out []pending) []Freed {
+	released := map[snapshot.PTYID]bool{}
+	var ids []snapshot.PTYID
+	for _, pa := range out {
+		if pa.it.Kind == classify.KindPTY && pa.it.Verdict == plan.Reclaim && pa.a.Result == Done && !released[pa.it.PTY] {
+			released[pa.it.PTY] = true
+			ids = append(ids, pa.it.PTY)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	still := map[snapshot.PTYID]string{}
+	snap, err := e.Rescan(ctx)
+	switch {
+	case err != nil:
+		for _, id := range ids {
+			still[id] = fmt.Sprintf("the fd was released, but whether the PTY is freed could not be checked: %v", err)
+		}
+	case snap.Unreadable > 0:
+		for _, id := range ids {
+			still[id] = fmt.Sprintf("the fd was released, but %d processes could not be read, so it is not proven that the PTY is freed", snap.Unreadable)
+		}
+	default:
+		for _, p := range snap.Processes {
+			if p.PID == snap.Self {
+				continue
+			}
+			for _, f := range p.PTYFDs {
+				if released[f.PTY] {
+					if _, seen := still[f.PTY]; !seen {
+						still[f.PTY] = fmt.Sprintf("the fd was released, but the PTY is not freed: pid %d (%s) still holds its %s as fd %d", p.PID, p.Comm, f.Side, f.FD)
+					}
+				}
+			}
+		}
+	}
+	freed := make([]Freed, 0, len(ids))
+	for _, id := range ids {
+		if _, held := still[id]; !held {
+			freed = append(freed, Freed{Instance: id.Instance, Index: id.Index})
+		}
+	}
+	for i := range out {
+		pa := &out[i]
+		if reason, held := still[pa.it.PTY]; held && pa.it.Kind == classify.KindPTY && pa.it.Verdict == plan.Reclaim && pa.a.Result == Done {
+			pa.a.Result = Failed
+			if pa.a.Reason != "" {
+				reason = pa.a.Reason + "; " + reason
+			}
+			pa.a.Reason = reason
+		}
+	}
+	return freed
 }
 
 // logged writes the audit record of one action.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -35,13 +36,17 @@ var _ Platform = (*Linux)(nil)
 
 // Reclaim freezes p once for all its planned fds. Under the freeze, each fd
 // must still be the same side of the same PTY with the same last I/O time
-// as when it was scanned, or it is skipped.
+// as when it was scanned, or it is skipped; and the fds of one PTY go
+// together: when one of them is skipped, all of them are, since releasing
+// the rest would free nothing and could hang up an end the program uses.
 func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
 	byFD := make(map[int]plan.Item, len(items))
 	fds := make([]int, 0, len(items))
+	siblings := map[snapshot.PTYID][]int{}
 	for _, it := range items {
 		byFD[it.FD] = it
 		fds = append(fds, it.FD)
+		siblings[it.PTY] = append(siblings[it.PTY], it.FD)
 	}
 	fail := func(reason string) ([]Action, time.Duration) {
 		out := make([]Action, 0, len(items))
@@ -55,8 +60,10 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	// as when it was scanned. The freeze then proves (kcmp) that the fd is
 	// still that copy, and one fstat per fd proves no I/O happened since.
 	var mu sync.Mutex
-	slaves := map[int]int{} // fd -> an fd on its PTY's slave side
-	opened := []int{}       // those of them that we opened (not the injector's copies)
+	slaves := map[int]int{}     // fd -> an fd on its PTY's slave side
+	copies := map[int]int{}     // fd -> the injector's reference copy, once prechecked
+	refused := map[int]string{} // fd -> why its precheck failed
+	opened := []int{}           // those of them that we opened (not the injector's copies)
 	defer func() {
 		for _, s := range opened {
 			unix.Close(s)
@@ -66,7 +73,11 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		it := byFD[fd]
 		slave, side, err := procfs.SlaveOf(copy)
 		if err != nil {
-			return fmt.Errorf("fd %d is no longer a PTY (%v)", fd, err)
+			err = fmt.Errorf("fd %d is no longer a PTY (%v)", fd, err)
+			mu.Lock()
+			refused[fd] = err.Error()
+			mu.Unlock()
+			return err
 		}
 		mu.Lock()
 		slaves[fd] = slave
@@ -75,10 +86,23 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		mu.Unlock()
 		if side != it.Side {
-			return fmt.Errorf("fd %d is now a PTY %s: it was reused since the scan", fd, side)
+			err = fmt.Errorf("fd %d is now a PTY %s: it was reused since the scan", fd, side)
+		} else {
+			err = l.checkSlave(it, slave)
 		}
-		return l.checkSlave(it, slave)
+		mu.Lock()
+		if err != nil {
+			refused[fd] = err.Error()
+		} else {
+			copies[fd] = copy
+		}
+		mu.Unlock()
+		return err
 	}
+	// Every precheck has run before the freeze, so under it the fate of an
+	// fd's siblings is known: one refused, or no longer the file we copied,
+	// skips the whole PTY. The injector makes its own kcmp of each fd too;
+	// this one is what lets every fd of a PTY see the others'.
 	var guardOnce sync.Once
 	var guardErr error
 	recheck := func(fd, _ int) error {
@@ -91,7 +115,29 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		mu.Lock()
 		slave := slaves[fd]
 		mu.Unlock()
-		return l.checkSlave(byFD[fd], slave)
+		it := byFD[fd]
+		if err := l.checkSlave(it, slave); err != nil {
+			return err
+		}
+		for _, s := range siblings[it.PTY] {
+			if s == fd {
+				continue
+			}
+			mu.Lock()
+			c, ok := copies[s]
+			why := refused[s]
+			mu.Unlock()
+			switch {
+			case !ok && why != "":
+				return fmt.Errorf("fd %d of the same PTY is skipped (%s): a PTY is released whole or not at all", s, why)
+			case !ok:
+				return fmt.Errorf("fd %d of the same PTY could not be copied: a PTY is released whole or not at all", s)
+			}
+			if same, err := procfs.SameFile(os.Getpid(), c, p.PID, s); err != nil || !same {
+				return fmt.Errorf("fd %d of the same PTY names another file now: a PTY is released whole or not at all", s)
+			}
+		}
+		return nil
 	}
 	method := inject.Method(items[0].Method)
 	rep, err := inject.Reclaim(ctx, inject.Target{

@@ -5,7 +5,9 @@ package act
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,5 +101,118 @@ func TestReclaimSkipsFDsReusedAfterThePlan(t *testing.T) {
 	}
 	if !testproc.Alive(p.PID) {
 		t.Error("target died")
+	}
+}
+
+// bothEnds holds both ends of one PTY and a second, plain leaked master;
+// told "file FD" it puts /etc/hostname at that fd number. With "fork" it
+// forks a child that keeps a copy of the first master only and sleeps; it
+// prints the child's pid. Ready line: master, slave, other master.
+const bothEnds = `
+import os, sys, time
+m, s = os.openpty()
+o = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
+print("ready", m, s, o, flush=True)
+for line in sys.stdin:
+    what, _, arg = line.strip().partition(" ")
+    if what == "file":
+        f = os.open("/etc/hostname", os.O_RDONLY)
+        os.dup2(f, int(arg))
+        os.close(f)
+        print("done", flush=True)
+    elif what == "fork":
+        pid = os.fork()
+        if pid == 0:
+            os.close(s)
+            os.close(o)
+            time.sleep(600)
+            os._exit(0)
+        print(pid, flush=True)
+`
+
+func planFor(t *testing.T, pid int) (*snapshot.Snapshot, []plan.Item) {
+	t.Helper()
+	snap, err := procfs.NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []classify.Finding
+	for _, f := range classify.Classify(snap, classify.Options{MinIdle: classify.FixedMinIdle(0)}) {
+		if f.Process.PID == pid {
+			mine = append(mine, f)
+		}
+	}
+	return snap, plan.Plan(mine, plan.Options{Policy: policy.Default(), Select: func(*snapshot.Process) bool { return true }})
+}
+
+// When one fd of a PTY is refused under the freeze, every fd of that PTY
+// stays: the master is not released while its slave is kept (or gone).
+func TestReclaimKeepsAPTYWholeWhenOneFDIsRefused(t *testing.T) {
+	p := testproc.Start(t, "python3", "-c", bothEnds)
+	fds := p.ReadyInts(t)
+	m, s, o := fds[0], fds[1], fds[2]
+	snap, items := planFor(t, p.PID)
+	if len(items) != 3 {
+		t.Fatalf("plan: %+v", items)
+	}
+	fmt.Fprintln(p.Stdin, "file", s)
+	if got := <-p.Lines; got != "done" {
+		t.Fatalf("target: %q", got)
+	}
+	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+		return snap.PTYs[id].LastIO
+	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
+		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})
+	}}
+	res := exec.Execute(context.Background(), items)
+	byFD := map[int]Action{}
+	for _, a := range res.Actions {
+		byFD[*a.FD] = a
+	}
+	if a := byFD[m]; a.Result != Skipped || !strings.Contains(a.Reason, fmt.Sprintf("fd %d of the same PTY", s)) {
+		t.Errorf("master fd %d: %+v", m, a)
+	}
+	if a := byFD[o]; a.Result != Done {
+		t.Errorf("other master fd %d: %+v", o, a)
+	}
+	if l, _ := testproc.FDLink(p.PID, m); l != "/dev/ptmx" {
+		t.Errorf("master fd %d was touched: %q", m, l)
+	}
+	if len(res.Freed) != 1 || res.Freed[0].Index != *byFD[o].Index {
+		t.Errorf("freed: %+v, want only the other master's PTY", res.Freed)
+	}
+}
+
+// "done" needs the PTY freed: both ends of a PTY released in their holder
+// while a forked child still holds a copy of the master are reported
+// failed, naming the child.
+func TestDoneOnlyWhenThePTYIsFreed(t *testing.T) {
+	p := testproc.Start(t, "python3", "-c", bothEnds)
+	fds := p.ReadyInts(t)
+	m, sl := fds[0], fds[1]
+	snap, items := planFor(t, p.PID) // planned before the child exists
+	fmt.Fprintln(p.Stdin, "fork")
+	child, err := strconv.Atoi(<-p.Lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+		return snap.PTYs[id].LastIO
+	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
+		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})
+	}}
+	res := exec.Execute(context.Background(), items)
+	for _, a := range res.Actions {
+		if *a.FD == m || *a.FD == sl {
+			if a.Result != Failed || !strings.Contains(a.Reason, fmt.Sprintf("pid %d", child)) {
+				t.Errorf("master fd %d with a copy in pid %d: %+v", m, child, a)
+			}
+		} else if a.Result != Done {
+			t.Errorf("fd %d: %+v", *a.FD, a)
+		}
+	}
+	if len(res.Freed) != 1 || res.Freed[0].Index != snap.Process(p.PID).PTYFDs[2].PTY.Index {
+		t.Errorf("freed: %+v, want the other master's PTY only", res.Freed)
 	}
 }

@@ -96,11 +96,29 @@ func Classify(s *snapshot.Snapshot, o Options) []Finding {
 	return out
 }
 
-// ptyFacts gathers, per PTY, who holds which side and whose controlling
-// terminal it is: the facts liveness is decided on.
+// ptyFacts gathers, per PTY, who holds which side: the facts liveness is
+// decided on.
 type ptyFacts struct {
 	masterHolders map[int]bool
 	slaveHolders  map[int]bool
+	// slaves lists every slave fd that is not hung up, with its holder.
+	slaves []heldFD
+	// judged is set once sessions and heirs are worked out.
+	judged   bool
+	sessions []int  // slave-only holders that may be a session's end
+	heirs    []heir // slave-only holders that only inherited the slave
+}
+
+type heldFD struct {
+	pid int
+	fd  snapshot.PTYFD
+}
+
+// heir is a process that holds a PTY's slave but not its master, only as
+// a copy of the open file a master's holder has.
+type heir struct {
+	pid, fd       int
+	fromPID, from int
 }
 
 func gatherFacts(s *snapshot.Snapshot) map[snapshot.PTYID]*ptyFacts {
@@ -116,10 +134,73 @@ func gatherFacts(s *snapshot.Snapshot) map[snapshot.PTYID]*ptyFacts {
 				pf.masterHolders[p.PID] = true
 			} else {
 				pf.slaveHolders[p.PID] = true
+				if !f.HungUp {
+					pf.slaves = append(pf.slaves, heldFD{pid: p.PID, fd: f})
+				}
 			}
 		}
 	}
 	return facts
+}
+
+// judge splits the processes that hold the slave but not the master into
+// heirs and possible sessions. An heir holds every slave fd it has only as
+// the very open file a holder of the master has (File, from kcmp): what
+// fork passes on when the master's holder opened both ends without
+// O_CLOEXEC (node-pty). A session opens or is handed its terminal; and a
+// slave on fd 0, 1 or 2 is how a session's program talks, so it counts as
+// a session even when inherited. Anything unproven is a session: doubt
+// keeps a PTY live. Controlling terminals and I/O are judged by the caller,
+// for the PTY as a whole.
+func (pf *ptyFacts) judge() {
+	if pf.judged {
+		return
+	}
+	pf.judged = true
+	own := map[uint64]heldFD{}
+	for _, h := range pf.slaves {
+		if pf.masterHolders[h.pid] && h.fd.File != 0 {
+			if _, ok := own[h.fd.File]; !ok {
+				own[h.fd.File] = h
+			}
+		}
+	}
+	byPID := map[int][]heir{}
+	session := map[int]bool{}
+	for pid := range pf.slaveHolders {
+		if !pf.masterHolders[pid] {
+			byPID[pid] = nil
+		}
+	}
+	for _, h := range pf.slaves {
+		if pf.masterHolders[h.pid] {
+			continue
+		}
+		from, ok := own[h.fd.File]
+		if h.fd.File == 0 || !ok || h.fd.FD <= 2 {
+			session[h.pid] = true
+			continue
+		}
+		byPID[h.pid] = append(byPID[h.pid], heir{pid: h.pid, fd: h.fd.FD, fromPID: from.pid, from: from.fd.FD})
+	}
+	for pid, hs := range byPID {
+		if session[pid] || len(hs) == 0 {
+			// A hung-up slave only, or a slave not proven inherited.
+			if len(hs) == 0 && !session[pid] {
+				continue // only hung-up slaves: they pin, they serve no session
+			}
+			pf.sessions = append(pf.sessions, pid)
+			continue
+		}
+		pf.heirs = append(pf.heirs, hs...)
+	}
+	sort.Ints(pf.sessions)
+	sort.Slice(pf.heirs, func(i, j int) bool {
+		if pf.heirs[i].pid != pf.heirs[j].pid {
+			return pf.heirs[i].pid < pf.heirs[j].pid
+		}
+		return pf.heirs[i].fd < pf.heirs[j].fd
+	})
 }
 
 // controllers maps each PTY index to the processes whose controlling
@@ -173,8 +254,12 @@ func ptyState(s *snapshot.Snapshot, holder *snapshot.Process, f snapshot.PTYFD, 
 			return Live, fmt.Sprintf("%s is the controlling terminal of pid %d (%s)", name, c.PID, c.Comm)
 		}
 	}
-	if others := otherSlaveHolders(s, facts); len(others) > 0 {
-		return Live, fmt.Sprintf("pid %s has the slave of %s open", others, name)
+	facts.judge()
+	if len(facts.sessions) > 0 {
+		if len(facts.sessions) == 1 && facts.sessions[0] == holder.PID {
+			return Live, fmt.Sprintf("this process holds the slave of %s but not its master, and not only as an inherited copy of a master holder's fd: it may be the session's end", name)
+		}
+		return Live, fmt.Sprintf("pid %s has the slave of %s open", joinPIDs(s, facts.sessions), name)
 	}
 	if len(facts.masterHolders) == 0 {
 		// A slave that is not hung up has a master somewhere; if no process
@@ -190,20 +275,31 @@ func ptyState(s *snapshot.Snapshot, holder *snapshot.Process, f snapshot.PTYFD, 
 	if idle < minIdle {
 		return Live, fmt.Sprintf("%s saw I/O %s ago, within min-idle %s", name, idle.Truncate(time.Second), minIdle)
 	}
+	if len(facts.heirs) > 0 {
+		return Unattached, fmt.Sprintf("no session uses %s: it is nobody's controlling terminal, and besides its master's holders only %s, no I/O for %s",
+			name, inheritance(s, facts.heirs), idle.Truncate(time.Second))
+	}
 	return Unattached, fmt.Sprintf("no session uses %s: it is nobody's controlling terminal, only its master's holders have the slave open, no I/O for %s",
 		name, idle.Truncate(time.Second))
 }
 
-// otherSlaveHolders lists processes that hold the slave but not the master:
-// a session on the other end.
-func otherSlaveHolders(s *snapshot.Snapshot, facts *ptyFacts) string {
-	var pids []int
-	for pid := range facts.slaveHolders {
-		if !facts.masterHolders[pid] {
-			pids = append(pids, pid)
+// inheritance says, for the evidence, which processes hold a slave only by
+// inheritance and from whom.
+func inheritance(s *snapshot.Snapshot, heirs []heir) string {
+	const shown = 3
+	parts := make([]string, 0, shown)
+	for i, h := range heirs {
+		if i == shown {
+			break
 		}
+		parts = append(parts, fmt.Sprintf("pid %s holds the slave as fd %d, inherited: the same open file as fd %d of pid %s, which holds the master",
+			joinPIDs(s, []int{h.pid}), h.fd, h.from, joinPIDs(s, []int{h.fromPID})))
 	}
-	return joinPIDs(s, pids)
+	out := strings.Join(parts, "; ")
+	if len(heirs) > shown {
+		out += fmt.Sprintf("; and %d more fds like this", len(heirs)-shown)
+	}
+	return out
 }
 
 func joinPIDs(s *snapshot.Snapshot, pids []int) string {

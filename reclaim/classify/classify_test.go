@@ -175,3 +175,62 @@ func TestOrphans(t *testing.T) {
 		t.Errorf("a writer may hide among unreadable processes: %+v", got)
 	}
 }
+
+// file marks an fd as one open file with every other fd carrying the same
+// class (what kcmp KCMP_FILE found).
+func file(f snapshot.PTYFD, class uint64) snapshot.PTYFD { f.File = class; return f }
+
+// Leaks by inheritance: a parent opened both ends without O_CLOEXEC and
+// forked; the child holds the slave (not the master) only as the parent's
+// own open file. Each case changes one fact from that picture.
+func TestInheritedSlaves(t *testing.T) {
+	x := pty(host, 4)
+	parent := func() *snapshot.Process { return proc(100, master(3, x), file(slave(4, x), 1)) }
+	child := func(fds ...snapshot.PTYFD) *snapshot.Process {
+		p := proc(101, fds...)
+		p.PPID, p.Comm = 100, "child"
+		return p
+	}
+	withCTTY := func(p *snapshot.Process) *snapshot.Process { p.CTTY = &x; return p }
+	cases := []struct {
+		name  string
+		s     *snapshot.Snapshot
+		want  string
+		proof string // in the evidence of every finding
+	}{
+		{"inherited copy of the parent's slave", snap(time.Hour, parent(), child(file(slave(4, x), 1))),
+			"unattached unattached unattached", "pid 101 (child) holds the slave as fd 4, inherited: the same open file as fd 4 of pid 100 (p), which holds the master"},
+		{"not compared: may be a session", snap(time.Hour, parent(), child(slave(4, x))), "live live live", "the slave of pty 4"},
+		{"another open file: a session opened it", snap(time.Hour, parent(), child(file(slave(4, x), 2))), "live live live", "the slave of pty 4"},
+		{"inherited, but as standard I/O", snap(time.Hour, parent(), child(file(slave(1, x), 1))), "live live live", "the slave of pty 4"},
+		{"inherited, but its controlling terminal", snap(time.Hour, parent(), withCTTY(child(file(slave(4, x), 1)))), "live live live", "controlling terminal of pid 101"},
+		{"inherited, but recent I/O", snap(time.Minute, parent(), child(file(slave(4, x), 1))), "live live live", "saw I/O"},
+		{"one inherited fd and one of its own", snap(time.Hour, parent(), child(file(slave(4, x), 1), slave(7, x))), "live live live live", "the slave of pty 4"},
+		{"an heir and a session", snap(time.Hour, parent(), child(file(slave(4, x), 1)), proc(102, slave(0, x))), "live live live live", "the slave of pty 4"},
+	}
+	for _, c := range cases {
+		got := Classify(c.s, Options{MinIdle: FixedMinIdle(5 * time.Minute)})
+		if states(got) != c.want {
+			t.Errorf("%s: got %q want %q", c.name, states(got), c.want)
+		}
+		for _, f := range got {
+			if !strings.Contains(f.Evidence, c.proof) {
+				t.Errorf("%s: pid %d fd %d: evidence %q lacks %q", c.name, f.Process.PID, f.FD, f.Evidence, c.proof)
+			}
+		}
+	}
+}
+
+// A process holding only the slave, not as an inherited copy, is told it
+// may be the session's end rather than "pid X has the slave open" about
+// itself.
+func TestSlaveOnlyHolderIsToldAboutItself(t *testing.T) {
+	x := pty(host, 4)
+	got := Classify(snap(time.Hour, proc(100, master(3, x)), proc(101, slave(5, x))), Options{MinIdle: FixedMinIdle(time.Minute)})
+	if len(got) != 2 || got[1].State != Live || !strings.Contains(got[1].Evidence, "this process holds the slave of pty 4 but not its master") {
+		t.Fatalf("%+v", got)
+	}
+	if !strings.Contains(got[0].Evidence, "pid 101 (p) has the slave of pty 4 open") {
+		t.Errorf("master holder: %q", got[0].Evidence)
+	}
+}

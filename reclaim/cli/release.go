@@ -219,7 +219,7 @@ func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, item
 			}
 			actions = append(actions, act.NewAction(it, act.Skipped, reason))
 		}
-		rep := pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions, Notes: notes}
+		rep := pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions, Notes: notes, Freed: []act.Freed{}}
 		rep.Left, rep.LeftReason = pipeline.Left(items)
 		return writeJSON(env, rep)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -99,20 +100,35 @@ type Report struct {
 	LeftReason string `json:"left_reason,omitempty"`
 	// Notes say why a release did nothing, when it did nothing.
 	Notes []string `json:"notes,omitempty"`
+	// Freed lists the PTYs this run freed, proven by a rescan: the pool
+	// counts are machine-wide and move with everything else.
+	Freed []act.Freed `json:"freed"`
 }
 
-// Release carries out planned items and reads the pool afterwards.
+// Release carries out planned items and reads the pool afterwards. A PTY
+// fd counts as done only when its PTY is proven freed: exec rescans the
+// machine through src after the releases, unless the caller gave it its
+// own Rescan.
 func Release(ctx context.Context, src snapshot.Source, exec *act.Executor, before snapshot.Pool, items []plan.Item) (Report, error) {
-	actions := exec.Run(ctx, items)
+	e := *exec
+	if e.Rescan == nil {
+		e.Rescan = func(ctx context.Context) (*snapshot.Snapshot, error) {
+			// No orphan probes: only PTY fds are looked at.
+			return src.Take(ctx, snapshot.Options{OrphanMinAge: noOrphanProbes})
+		}
+	}
+	res := e.Execute(ctx, items)
 	after, err := src.Pool()
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{PoolBefore: before, PoolAfter: after, Actions: actions}
+	if res.Freed == nil {
+		res.Freed = []act.Freed{}
+	}
+	rep := Report{PoolBefore: before, PoolAfter: after, Actions: res.Actions, Freed: res.Freed}
 	rep.Left, rep.LeftReason = Left(items)
 	return rep.Normalize(), nil
 }
-
 // Left counts the leaks a cap (max_per_run) keeps out of this run, with a
 // sentence saying so, or 0 and "".
 func Left(items []plan.Item) (int, string) {
@@ -138,8 +154,14 @@ func (r Report) Normalize() Report {
 	if r.Actions == nil {
 		r.Actions = []act.Action{}
 	}
+	if r.Freed == nil {
+		r.Freed = []act.Freed{}
+	}
 	return r
 }
+
+// noOrphanProbes is an orphan age no process reaches.
+const noOrphanProbes = time.Duration(1<<63 - 1)
 
 // CountActions counts the items that will be acted on.
 func CountActions(items []plan.Item) int {
@@ -161,4 +183,40 @@ func CountResult(actions []act.Action, result string) int {
 		}
 	}
 	return n
+}
+
+// DescribeFreed says in one line which PTYs a run freed, by devpts
+// instance (shown as the mount's device, as in /proc/PID/mountinfo) and
+// name.
+func DescribeFreed(freed []act.Freed) string {
+	if len(freed) == 0 {
+		return "Freed no PTY."
+	}
+	var order []uint64
+	names := map[uint64][]string{}
+	for _, f := range freed {
+		if names[f.Instance] == nil {
+			order = append(order, f.Instance)
+		}
+		name := fmt.Sprintf("pts/%d", f.Index)
+		if f.Instance == 0 {
+			name = fmt.Sprintf("ttys%03d", f.Index) // macOS: one pool
+		}
+		names[f.Instance] = append(names[f.Instance], name)
+	}
+	parts := make([]string, 0, len(order))
+	for _, inst := range order {
+		part := strings.Join(names[inst], ", ")
+		if inst != 0 {
+			major := (inst>>8)&0xfff | (inst>>32)&^0xfff
+			minor := inst&0xff | (inst>>12)&^0xff
+			part += fmt.Sprintf(" (devpts %d:%d)", major, minor)
+		}
+		parts = append(parts, part)
+	}
+	noun := "PTYs"
+	if len(freed) == 1 {
+		noun = "PTY"
+	}
+	return fmt.Sprintf("Freed %d %s: %s.", len(freed), noun, strings.Join(parts, "; "))
 }

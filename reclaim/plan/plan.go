@@ -66,13 +66,17 @@ type Options struct {
 	Context []classify.Finding
 }
 
-// Plan gives every finding a verdict, in order.
+// Plan gives every finding a verdict, in order. A PTY is decided as a
+// whole: all of its fds, in every process that holds it, are released
+// together or none is. Releasing only some of them frees nothing (the
+// kernel keeps a PTY while any fd refers to it) and can only hurt: a slave
+// replaced under a watched master hangs the master up, and the program's
+// loop then reads EIO forever.
 func Plan(findings []classify.Finding, o Options) []Item {
 	method := o.Method
 	if method == "" {
 		method = o.Policy.Defaults.Method
 	}
-	perProcess := map[int]int{}
 	decisions := map[int]processDecision{}
 	context := o.Context
 	if context == nil {
@@ -88,33 +92,180 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		}
 		it := Item{Finding: f, Verdict: Skip}
 		it.Reason = decide(f, d, o)
-		if it.Reason == "" && f.Kind == classify.KindPTY && d.inPlaceRefused != "" {
+		switch {
+		case it.Reason == "" && f.Kind == classify.KindPTY && d.inPlaceRefused != "":
 			it.Verdict, it.Method, it.Reason = fallback(d, live[f.Process.PID])
-			if it.Verdict == Kill && perProcess[f.Process.PID] > 0 {
-				// One kill ends every fd of the holder: count it once.
-				items = append(items, it)
-				continue
-			}
-		}
-		if it.Reason == "" {
-			it.Verdict, it.Reason = Reclaim, f.Evidence
-			if f.Kind == classify.KindOrphan {
-				it.Verdict = Kill
-			} else {
-				it.Method = method
-			}
-		}
-		if it.Verdict != Skip {
-			if perProcess[f.Process.PID] >= o.Policy.Defaults.MaxPerRun {
-				it.Verdict, it.Method, it.Capped = Skip, "", true
-				it.Reason = fmt.Sprintf("the cap of %d actions per process per run is reached", o.Policy.Defaults.MaxPerRun)
-			} else {
-				perProcess[f.Process.PID]++
-			}
+		case it.Reason == "" && f.Kind == classify.KindOrphan:
+			it.Verdict, it.Reason = Kill, f.Evidence
+		case it.Reason == "":
+			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence, method
 		}
 		items = append(items, it)
 	}
+	together(items, context, o.Self)
+	capPerRun(items, o.Policy.Defaults.MaxPerRun)
 	return items
+}
+
+// fdKey names one fd of one process.
+type fdKey struct {
+	pid, fd int
+}
+
+// together skips every fd of a PTY when any fd of it, in any holder, is
+// skipped or not planned at all (a live fd, a holder the release does not
+// include): within one holder with the very same reason, in the others
+// with a sentence naming the holder where it is kept. Our own fds are
+// left out: they are the scanner's copies, closed a moment later, and
+// would otherwise keep whichever PTY a scan worker had in hand.
+func together(items []Item, context []classify.Finding, self int) {
+	planned := map[fdKey]bool{}
+	byPTY := map[snapshot.PTYID][]int{}
+	for i, it := range items {
+		if it.Kind != classify.KindPTY || it.Process.PID == self {
+			continue
+		}
+		planned[fdKey{it.Process.PID, it.FD}] = true
+		byPTY[it.PTY] = append(byPTY[it.PTY], i)
+	}
+	// Why each PTY must stay, from the first fd that keeps it: an item
+	// skipped, or an fd of the scan this plan does not cover.
+	type keeper struct {
+		p      *snapshot.Process
+		reason string
+	}
+	keep := map[snapshot.PTYID]keeper{}
+	for _, idx := range byPTY {
+		for _, i := range idx {
+			if items[i].Verdict == Skip {
+				keep[items[i].PTY] = keeper{items[i].Process, items[i].Reason}
+				break
+			}
+		}
+	}
+	for _, f := range context {
+		if f.Kind != classify.KindPTY || f.Process.PID == self || byPTY[f.PTY] == nil || planned[fdKey{f.Process.PID, f.FD}] {
+			continue
+		}
+		if _, ok := keep[f.PTY]; ok {
+			continue
+		}
+		reason := "is not part of this release"
+		if f.State == classify.Live {
+			reason = "is live: " + f.Evidence
+		}
+		keep[f.PTY] = keeper{f.Process, reason}
+	}
+	for id, k := range keep {
+		for _, i := range byPTY[id] {
+			it := &items[i]
+			if it.Verdict == Skip {
+				continue
+			}
+			it.Verdict, it.Method = Skip, ""
+			switch {
+			case it.Process.PID != k.p.PID:
+				it.Reason = fmt.Sprintf("%s is also held by %s, where it %s; a PTY is released in every holder or in none", ptyLabel(it.Finding), holderName(it.Process, k.p), keptBecause(k.reason))
+			case strings.HasPrefix(k.reason, "is "):
+				// An fd of this holder outside the plan.
+				it.Reason = fmt.Sprintf("another fd of %s in this process %s", ptyLabel(it.Finding), k.reason)
+			default:
+				it.Reason = k.reason
+			}
+		}
+	}
+}
+
+// keptBecause turns a skip reason into the tail of "where it ...".
+func keptBecause(reason string) string {
+	if strings.HasPrefix(reason, "is ") {
+		return reason
+	}
+	return "is skipped: " + reason
+}
+
+// holderName names another holder of a PTY for a skip reason. Another
+// user's process is not named: self-service reasons reach that caller.
+func holderName(self, other *snapshot.Process) string {
+	if other.UID != self.UID {
+		return "another user's process"
+	}
+	return fmt.Sprintf("pid %d (%s)", other.PID, other.Comm)
+}
+
+func ptyLabel(f classify.Finding) string {
+	if f.PTYName != "" {
+		return f.PTYName
+	}
+	return fmt.Sprintf("pty %d", f.PTY.Index)
+}
+
+// capPerRun applies max_per_run: at most that many PTYs per process per run
+// (a kill of a holder counts once, an orphan once). A PTY is never split: it
+// goes in every holder, or, when one of them is at its cap, in none.
+func capPerRun(items []Item, limit int) {
+	reason := fmt.Sprintf("the cap of %d PTYs per process per run (max_per_run) is reached", limit)
+	byPTY := map[snapshot.PTYID][]int{}
+	for i, it := range items {
+		if it.Kind == classify.KindPTY && it.Verdict != Skip {
+			byPTY[it.PTY] = append(byPTY[it.PTY], i)
+		}
+	}
+	count := map[int]int{}
+	killed := map[int]bool{} // holders whose one kill is already counted
+	decided := map[snapshot.PTYID]bool{}
+	for i := range items {
+		it := &items[i]
+		if it.Verdict == Skip {
+			continue
+		}
+		if it.Kind == classify.KindOrphan {
+			if count[it.Process.PID] >= limit {
+				it.Verdict, it.Reason, it.Capped = Skip, reason, true
+			} else {
+				count[it.Process.PID]++
+			}
+			continue
+		}
+		if decided[it.PTY] {
+			continue
+		}
+		decided[it.PTY] = true
+		need := map[int]int{}
+		var blocked *snapshot.Process
+		for _, j := range byPTY[it.PTY] {
+			g := items[j]
+			pid := g.Process.PID
+			if g.Method == MethodKillHolder && killed[pid] {
+				continue
+			}
+			need[pid] = 1
+			if blocked == nil && count[pid]+1 > limit {
+				blocked = g.Process
+			}
+		}
+		for _, j := range byPTY[it.PTY] {
+			g := &items[j]
+			if blocked == nil {
+				break
+			}
+			g.Verdict, g.Method, g.Reason, g.Capped = Skip, "", reason, true
+			if g.Process.PID != blocked.PID {
+				g.Reason = fmt.Sprintf("%s is also held by %s, where %s", ptyLabel(g.Finding), holderName(g.Process, blocked), reason)
+			}
+		}
+		if blocked != nil {
+			continue
+		}
+		for pid, n := range need {
+			count[pid] += n
+		}
+		for _, j := range byPTY[it.PTY] {
+			if items[j].Method == MethodKillHolder {
+				killed[items[j].Process.PID] = true
+			}
+		}
+	}
 }
 
 // processDecision is what holds for every finding of one process.

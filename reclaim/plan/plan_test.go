@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 func leak(p *snapshot.Process, fd int) classify.Finding {
 	return classify.Finding{Kind: classify.KindPTY, Process: p, FD: fd, Side: snapshot.Master,
-		State: classify.Unattached, Proven: true, Evidence: "no session uses pts/0"}
+		PTY: snapshot.PTYID{Index: fd}, State: classify.Unattached, Proven: true, Evidence: "no session uses pts/0"}
 }
 
 func orphan(p *snapshot.Process) classify.Finding {
@@ -261,5 +262,131 @@ func TestHardenedOrphanStillKilled(t *testing.T) {
 	items := Plan([]classify.Finding{orphan(p)}, Options{Policy: pol, Orphans: true})
 	if items[0].Verdict != Kill || items[0].Method != "" {
 		t.Errorf("orphan: %s %q %q", items[0].Verdict, items[0].Method, items[0].Reason)
+	}
+}
+
+// end is a finding on one end of PTY index idx.
+func end(p *snapshot.Process, fd, idx int, side snapshot.Side) classify.Finding {
+	f := leak(p, fd)
+	f.PTY, f.Side, f.PTYName = snapshot.PTYID{Instance: 26, Index: idx}, side, fmt.Sprintf("pts/%d", idx)
+	return f
+}
+
+// Verdicts are per PTY within a holder: when one fd of a PTY must stay,
+// every fd of it stays, with the same reason (issue 8 item 10).
+func TestOnePTYOneVerdictInAHolder(t *testing.T) {
+	app := &snapshot.Process{PID: 10, Comm: "python3"}
+	watched := end(app, 5, 1, snapshot.Master)
+	watched.Watched = true
+	unproven := end(app, 7, 2, snapshot.Master)
+	unproven.Proven = false
+	live := end(app, 9, 3, snapshot.Slave)
+	live.State, live.Evidence = classify.Live, "pts/3 saw I/O 2s ago, within min-idle 5m0s"
+	findings := []classify.Finding{
+		end(app, 3, 0, snapshot.Master), end(app, 4, 0, snapshot.Slave), // a plain leak
+		watched, end(app, 6, 1, snapshot.Slave), end(app, 11, 1, snapshot.Slave), // slave and a dup
+		unproven, end(app, 8, 2, snapshot.Slave),
+		end(app, 10, 3, snapshot.Master), live,
+	}
+	items := Plan(findings, Options{Policy: policy.Default(), Select: all})
+	want := map[int]string{3: "", 4: "", 5: "epoll", 6: "epoll", 11: "epoll", 7: "proven", 8: "proven", 10: "live: pts/3 saw I/O", 9: "live: pts/3 saw I/O"}
+	byPTY := map[int]string{}
+	for _, it := range items {
+		w := want[it.FD]
+		if w == "" {
+			if it.Verdict != Reclaim {
+				t.Errorf("fd %d: %s %q, want reclaim", it.FD, it.Verdict, it.Reason)
+			}
+			continue
+		}
+		if it.Verdict != Skip || !strings.Contains(it.Reason, w) {
+			t.Errorf("fd %d: %s %q, want skip %q", it.FD, it.Verdict, it.Reason, w)
+		}
+		if r, ok := byPTY[it.PTY.Index]; ok && r != it.Reason {
+			t.Errorf("fd %d of pts/%d: reason %q, another fd of it %q: want the same", it.FD, it.PTY.Index, it.Reason, r)
+		}
+		byPTY[it.PTY.Index] = it.Reason
+	}
+}
+
+// max_per_run counts PTYs, and a PTY is never split by it.
+func TestCapCountsPTYsAndNeverSplitsOne(t *testing.T) {
+	pol := mustParse(t, "version: 1\ndefaults:\n  max_per_run: 2\n")
+	app := &snapshot.Process{PID: 10, Comm: "app"}
+	items := Plan([]classify.Finding{
+		end(app, 3, 0, snapshot.Master), end(app, 4, 0, snapshot.Slave),
+		end(app, 5, 1, snapshot.Master), end(app, 6, 1, snapshot.Slave), end(app, 7, 1, snapshot.Slave),
+		end(app, 8, 2, snapshot.Master), end(app, 9, 2, snapshot.Slave),
+	}, Options{Policy: pol, Select: all})
+	for _, it := range items {
+		want := Reclaim
+		if it.PTY.Index == 2 {
+			want = Skip
+		}
+		if it.Verdict != want || (want == Skip && !strings.Contains(it.Reason, "cap of 2 PTYs")) {
+			t.Errorf("fd %d (pts/%d): %s %q, want %s", it.FD, it.PTY.Index, it.Verdict, it.Reason, want)
+		}
+	}
+	// Across holders: a PTY one holder cannot take any more of stays in all.
+	a, b := &snapshot.Process{PID: 20, Comm: "a"}, &snapshot.Process{PID: 21, Comm: "b"}
+	pol = mustParse(t, "version: 1\ndefaults:\n  max_per_run: 1\n")
+	items = Plan([]classify.Finding{end(b, 3, 5, snapshot.Master), end(a, 3, 6, snapshot.Master), end(b, 4, 6, snapshot.Slave)},
+		Options{Policy: pol, Select: all})
+	if items[0].Verdict != Reclaim || items[1].Verdict != Skip || items[2].Verdict != Skip ||
+		!strings.Contains(items[1].Reason, "also held by pid 21 (b), where the cap of 1") {
+		t.Errorf("cross-holder cap: %+v", items)
+	}
+}
+
+// A PTY held by several processes (children that inherited it) is released
+// in every holder or in none (issue 9 item 4).
+func TestPTYReleasedInEveryHolderOrNone(t *testing.T) {
+	parent := &snapshot.Process{PID: 100, Comm: "parent"}
+	child := &snapshot.Process{PID: 101, Comm: "child"}
+	stranger := &snapshot.Process{PID: 102, Comm: "other", UID: 1001}
+	pol := mustParse(t, "version: 1\nallow:\n  - name: parent\n    ptys: reclaim\n  - name: child\n    ptys: reclaim\n")
+	fs := []classify.Finding{end(parent, 3, 1, snapshot.Master), end(parent, 4, 1, snapshot.Slave), end(child, 4, 1, snapshot.Slave)}
+
+	items := Plan(fs, Options{Policy: pol})
+	for _, it := range items {
+		if it.Verdict != Reclaim {
+			t.Errorf("both allowlisted: pid %d fd %d: %s %q", it.Process.PID, it.FD, it.Verdict, it.Reason)
+		}
+	}
+	// Only the parent named: the child's copy keeps the PTY, so nothing goes.
+	named := func(p *snapshot.Process) bool { return p.PID == 100 }
+	items = Plan(fs[:2], Options{Policy: pol, Select: named, Context: fs})
+	for _, it := range items {
+		if it.Verdict != Skip || !strings.Contains(it.Reason, "pts/1 is also held by pid 101 (child), where it is not part of this release") {
+			t.Errorf("child not named: fd %d: %s %q", it.FD, it.Verdict, it.Reason)
+		}
+	}
+	// A holder skipped by the policy keeps it in the others too.
+	items = Plan(fs, Options{Policy: mustParse(t, "version: 1\nallow:\n  - name: parent\n    ptys: reclaim\n")})
+	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "where it is skipped: not allowlisted") || items[2].Verdict != Skip {
+		t.Errorf("child not allowlisted: %+v", items)
+	}
+	// Live in one holder (its own min-idle) keeps it everywhere.
+	live := end(child, 4, 1, snapshot.Slave)
+	live.State, live.Evidence = classify.Live, "pts/1 saw I/O 1m ago, within min-idle 5m0s"
+	items = Plan(fs[:2], Options{Policy: pol, Context: []classify.Finding{fs[0], fs[1], live}})
+	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "where it is live: pts/1 saw I/O") {
+		t.Errorf("live in the child: %+v", items)
+	}
+	// Another user's process is not named in the reason.
+	items = Plan(fs[:2], Options{Policy: pol, Context: append(fs[:2:2], end(stranger, 9, 1, snapshot.Slave))})
+	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "another user's process") || strings.Contains(items[0].Reason, "102") {
+		t.Errorf("stranger: %+v", items)
+	}
+}
+
+// Our own fds are the scanner's passing copies: they never keep a PTY
+// from being released elsewhere.
+func TestOwnCopiesKeepNothing(t *testing.T) {
+	app, self := &snapshot.Process{PID: 10, Comm: "app"}, &snapshot.Process{PID: 77, Comm: "ptyreclaim"}
+	fs := []classify.Finding{end(app, 3, 1, snapshot.Master), end(self, 9, 1, snapshot.Master)}
+	items := Plan(fs, Options{Policy: policy.Default(), Select: all, Self: 77})
+	if items[0].Verdict != Reclaim || items[1].Verdict != Skip {
+		t.Errorf("%+v", items)
 	}
 }

@@ -101,3 +101,112 @@ func (s *scanner) writable(pid, fd int) bool {
 	}
 	return fi.Writable()
 }
+
+// joinOpenFiles adds what only a comparison of open files (kcmp
+// KCMP_FILE) can tell: that an fd dup'ed from a watched one is watched too,
+// and which slave fds held outside the master's holders are the very open
+// file a master's holder has, as fork passes it on, rather than one a
+// session opened. Both are asked only where they can change a verdict, so
+// a machine with thousands of plain leaks pays nothing here.
+func joinOpenFiles(snap *snapshot.Snapshot) {
+	for _, p := range snap.Processes {
+		shareWatched(p)
+	}
+	linkInheritedSlaves(snap)
+}
+
+// shareWatched marks Watched every PTY fd that is one open file with a
+// watched fd of the same process. An epoll registration belongs to the open
+// file, so a dup (Node's pty.open() hands out such copies) is as watched as
+// the number that was registered; markWatched finds only the latter when
+// both numbers are still open.
+func shareWatched(p *snapshot.Process) {
+	var watched []snapshot.PTYFD
+	for _, f := range p.PTYFDs {
+		if f.Watched {
+			watched = append(watched, f)
+		}
+	}
+	if len(watched) == 0 {
+		return
+	}
+	for i := range p.PTYFDs {
+		f := &p.PTYFDs[i]
+		if f.Watched {
+			continue
+		}
+		for _, w := range watched {
+			if w.PTY != f.PTY || w.Side != f.Side {
+				continue // one open file is one side of one PTY
+			}
+			if same, err := SameFile(p.PID, f.FD, p.PID, w.FD); err == nil && same {
+				f.Watched = true
+				break
+			}
+		}
+	}
+}
+
+// slaveRef is one slave fd in the snapshot.
+type slaveRef struct {
+	proc *snapshot.Process
+	i    int // index into proc.PTYFDs
+}
+
+// linkInheritedSlaves gives a File to each slave fd of a process that holds
+// a PTY's slave but not its master when it is the same open file as a slave
+// fd a holder of the master has (and the same File to that one). A
+// session opens or is handed the slave as its terminal; a child that only
+// inherited a leaked fd holds the parent's own open file. Classification
+// decides from this; nothing here judges.
+func linkInheritedSlaves(snap *snapshot.Snapshot) {
+	masters := map[snapshot.PTYID]map[int]bool{}
+	slaves := map[snapshot.PTYID][]slaveRef{}
+	for _, p := range snap.Processes {
+		for i, f := range p.PTYFDs {
+			switch {
+			case f.Side == snapshot.Master:
+				if masters[f.PTY] == nil {
+					masters[f.PTY] = map[int]bool{}
+				}
+				masters[f.PTY][p.PID] = true
+			case !f.HungUp:
+				slaves[f.PTY] = append(slaves[f.PTY], slaveRef{proc: p, i: i})
+			}
+		}
+	}
+	var next uint64
+	for id, refs := range slaves {
+		m := masters[id]
+		if len(m) == 0 {
+			continue
+		}
+		var own, others []slaveRef
+		for _, r := range refs {
+			if m[r.proc.PID] {
+				own = append(own, r)
+			} else {
+				others = append(others, r)
+			}
+		}
+		if len(own) == 0 || len(others) == 0 {
+			continue
+		}
+		for _, o := range others {
+			of := &o.proc.PTYFDs[o.i]
+			for _, w := range own {
+				wf := &w.proc.PTYFDs[w.i]
+				same, err := SameFile(o.proc.PID, of.FD, w.proc.PID, wf.FD)
+				if err != nil || !same {
+					continue
+				}
+				if wf.File == 0 {
+					next++
+					wf.File = next
+				}
+				of.File = wf.File
+				break
+			}
+		}
+	}
+}

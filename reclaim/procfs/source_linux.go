@@ -74,6 +74,7 @@ func (s *Source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 
 	resolveCTTYs(scans, snap.PTYs)
 	fillPipeWriters(scans, snap.PipeWriters)
+	joinOpenFiles(snap)
 
 	if snap.Unreadable > 0 && os.Geteuid() != 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf(

@@ -171,8 +171,8 @@ func FuzzReleaseTable(f *testing.F) {
 		if n := countPrefix(lines, "  failed  pid 70002 orphan"); n != 1 {
 			t.Fatalf("%d failed rows, want 1:\n%s", n, b.String())
 		}
-		if len(lines) != 5 {
-			t.Fatalf("%d lines, want summary, 2 rows, left, note:\n%s", len(lines), b.String())
+		if len(lines) != 6 {
+			t.Fatalf("%d lines, want summary, freed, 2 rows, left, note:\n%s", len(lines), b.String())
 		}
 		if js, err := json.Marshal(rep); err != nil || !json.Valid(js) {
 			t.Fatalf("release JSON: %v\n%q", err, js)

@@ -20,6 +20,7 @@ func WriteReleaseTable(w io.Writer, rep pipeline.Report) {
 	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
 		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
 		pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Skipped), pipeline.CountResult(rep.Actions, act.Failed))
+	fmt.Fprintln(w, pipeline.DescribeFreed(rep.Freed))
 	for _, a := range rep.Actions {
 		if a.Result == act.Done && a.Reason == "" {
 			continue

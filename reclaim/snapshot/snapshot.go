@@ -121,6 +121,11 @@ type PTYFD struct {
 	// Watched is true when the holder still has the fd registered in one of
 	// its epoll (Linux) or kqueue (macOS) sets, confirmed exactly.
 	Watched bool
+	// File names the open file behind the fd where that was compared
+	// (Linux: kcmp KCMP_FILE): fds with the same non-zero File, in any
+	// process, are one open file, as an inherited or dup'ed fd is.
+	// Different values and zero (not compared) prove nothing.
+	File uint64
 }
 
 // BlockedRead says a single-threaded process is blocked in read() on a pipe.
