@@ -206,3 +206,72 @@ func TestCheckUnknownIsExit2WithOneLine(t *testing.T) {
 		t.Fatalf("as nobody: %v, stdout %q", err, out.String())
 	}
 }
+
+// buildShim builds testdata/shim under containerd's shim's name.
+func buildShim(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "containerd-shim-runc-v2")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/shim").CombinedOutput(); err != nil {
+		t.Fatalf("build shim: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestTerminalServerLeakReleasedOnlyByAnExactAllowRule(t *testing.T) {
+	bin := buildShim(t)
+	shim := testproc.Start(t, bin, "20")
+	pid := strconv.Itoa(shim.PID)
+	masters := len(ptmxFDs(t, shim.PID))
+	if masters != 20 {
+		t.Fatalf("the kernel shows %d masters, want 20", masters)
+	}
+	// Every master is in the shim's epoll set: the audit says so, and the
+	// shim is a terminal server, so by default it is only reported.
+	for _, f := range findingsOf(auditJSON(t, "--pid", pid, "--min-idle", "0s"), shim.PID) {
+		if f.Watched == nil || !*f.Watched || f.Verdict != "skip" || !strings.Contains(f.Reason, "terminal server") {
+			t.Fatalf("by default: %+v", f)
+		}
+	}
+	dir := t.TempDir()
+	policies := map[string]string{
+		"name glob":   "  - name: containerd-shim*\n",
+		"exe glob":    "  - exe: " + filepath.Dir(bin) + "/*\n",
+		"doublestar":  "  - exe: /**/containerd-shim-runc-v2\n",
+		"exact":       "  - exe: " + bin + "\n",
+		"exact name":  "  - name: containerd-shim-runc-v2\n",
+		"none at all": "",
+	}
+	for _, name := range []string{"none at all", "name glob", "exe glob", "doublestar"} {
+		pol := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		text := "version: 1\ndefaults:\n  watched: reclaim\n"
+		if policies[name] != "" {
+			text += "allow:\n" + policies[name] + "    ptys: reclaim\n"
+		}
+		writePolicy(t, pol, text)
+		before := testproc.PTYCount(t)
+		for _, args := range [][]string{
+			{"release", "--policy", pol, "--min-idle", "0s", "--yes", "--json"},
+			{"release", "--policy", pol, "--pid", pid, "--min-idle", "0s", "--yes", "--json"},
+		} {
+			if _, errs, code := run(t, args...); code != 0 {
+				t.Fatalf("%s: %v: exit %d: %s", name, args, code, errs)
+			}
+		}
+		if got := len(ptmxFDs(t, shim.PID)); got != 20 || testproc.PTYCount(t) != before {
+			t.Fatalf("%s: the shim was touched: %d masters left, PTYs %d -> %d", name, got, before, testproc.PTYCount(t))
+		}
+	}
+	pol := filepath.Join(dir, "exact.yaml")
+	writePolicy(t, pol, "version: 1\ndefaults:\n  watched: reclaim\nallow:\n"+policies["exact"]+"    ptys: reclaim\n")
+	before := testproc.PTYCount(t)
+	if _, errs, code := run(t, "release", "--policy", pol, "--min-idle", "0s", "--yes"); code != 0 {
+		t.Fatalf("exact rule: exit %d: %s", code, errs)
+	}
+	if got := len(ptmxFDs(t, shim.PID)); got != 0 {
+		t.Fatalf("exact rule: %d masters left", got)
+	}
+	if after := testproc.PTYCount(t); after > before-20 {
+		t.Fatalf("exact rule: PTYs in use %d -> %d, want 20 fewer", before, after)
+	}
+	echoes(t, shim, "still serving")
+}
