@@ -88,7 +88,7 @@ func run(out, version string, bins binaries, when time.Time) error {
 		}
 		arch := strings.TrimPrefix(plat, "linux/")
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add: img,
+			Add:        img,
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
 		})
 	}
