@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -28,6 +29,9 @@ func (p *Policy) Explain() string {
 	}
 	for i, r := range p.Allow {
 		w("  allow[%d]: %s", i, r.describeAllow())
+		if ts := r.exactTerminalServer(); ts != "" {
+			w("    It names the terminal server %s exactly, so that process's built-in terminal-server protection is lifted; every liveness check still holds.", printable(ts))
+		}
 	}
 	w("Every other process is not allowlisted: its leaks are reported, not released.")
 	w("")
@@ -134,4 +138,24 @@ func (r Rule) describeAllow() string {
 		}
 	}
 	return s
+}
+
+// exactTerminalServer returns the name of the terminal server r names
+// without a wildcard (its name, or its exe's base name), or "": only such a
+// rule lifts a terminal server's protection.
+func (r Rule) exactTerminalServer() string {
+	if hasGlob(r.Name) || hasGlob(r.Exe) {
+		return ""
+	}
+	for _, n := range []string{r.Name, path.Base(r.Exe)} {
+		if n == "" || n == "." || n == "/" {
+			continue
+		}
+		for _, pat := range TerminalServers {
+			if globMatch(pat, n) {
+				return n
+			}
+		}
+	}
+	return ""
 }

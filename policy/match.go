@@ -32,6 +32,11 @@ type Decision struct {
 	// Orphans is OrphansKill or OrphansReport.
 	Orphans    string
 	Disposable bool
+	// Exact is true when the allow rule that matched names the process
+	// exactly: a name or an exe path with no wildcard that equals its comm,
+	// its executable's base name or its executable path. Only such a rule
+	// lifts the built-in protection of a terminal server.
+	Exact bool
 }
 
 // Decide applies the rules to s: the first matching deny rule wins, else the
@@ -57,6 +62,7 @@ func (p *Policy) Decide(s Subject) Decision {
 				PTYs:       r.PTYs,
 				Orphans:    r.Orphans,
 				Disposable: r.Disposable,
+				Exact:      r.namesExactly(s),
 			}
 		}
 	}
@@ -81,6 +87,23 @@ func (r Rule) matches(s Subject) bool {
 	}
 	return true
 }
+
+// namesExactly reports whether r names s without a wildcard: its name is
+// s's comm or executable base name, or its exe is s's executable path.
+func (r Rule) namesExactly(s Subject) bool {
+	if hasGlob(r.Name) || hasGlob(r.Exe) {
+		return false // a wildcard anywhere in the rule: not exact
+	}
+	exe := strings.TrimSuffix(s.Exe, " (deleted)")
+	if r.Name != "" && (r.Name == s.Name || (exe != "" && r.Name == path.Base(exe))) {
+		return true
+	}
+	return r.Exe != "" && r.Exe == exe
+}
+
+// hasGlob reports whether a pattern has any path.Match metacharacter; a
+// "**" segment contains '*'.
+func hasGlob(pattern string) bool { return strings.ContainsAny(pattern, `*?[\`) }
 
 // globMatch is path.Match that treats a bad pattern as no match; patterns
 // are validated at load time.

@@ -18,6 +18,7 @@ type DaemonOptions struct {
 	Interval    time.Duration
 	MetricsAddr string
 	SocketPath  string
+	TextfileDir string
 	LockPath    string
 }
 
@@ -60,6 +61,7 @@ feeds the watchdog.`,
 	f.DurationVar(&o.Interval, "interval", time.Minute, "time between scans")
 	f.StringVar(&o.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9477")
 	f.StringVar(&o.SocketPath, "socket", "", "serve self-service requests on this Unix socket, e.g. "+daemon.DefaultSocket())
+	f.StringVar(&o.TextfileDir, "textfile", "", "after every cycle, write the metrics to DIR/"+daemon.TextfileName+" for node_exporter's textfile collector")
 	f.StringVar(&o.LockPath, "lock", daemon.DefaultLock(), "lock file that keeps one daemon at a time")
 	return cmd
 }
@@ -74,7 +76,7 @@ func RunDaemon(ctx context.Context, env *Env, o *DaemonOptions) error {
 	}
 	d, err := daemon.New(daemon.Config{
 		PolicyPath: o.PolicyPath, Interval: o.Interval, MetricsAddr: o.MetricsAddr,
-		SocketPath: o.SocketPath, LockPath: o.LockPath,
+		SocketPath: o.SocketPath, TextfileDir: o.TextfileDir, LockPath: o.LockPath,
 		Source: env.Source, Platform: newPlatform, RaiseLimit: raiseLimit, Log: env.Log,
 	})
 	if err != nil {

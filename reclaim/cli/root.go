@@ -40,6 +40,10 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// errSilent ends a command with its exit code and nothing on stderr, for
+// commands whose message is already on stdout (check).
+var errSilent = errors.New("")
+
 // usageErrorf is for bad flags, bad policy files and unknown or vanished
 // targets named on the command line: exit code 2.
 func usageErrorf(format string, a ...any) error {
@@ -142,6 +146,7 @@ the app that leaked them.`,
 		newReleaseCmd(env),
 		newDaemonCmd(env),
 		newPolicyCmd(env),
+		newCheckCmd(env),
 		newVersionCmd(env),
 	)
 	return root

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/daemon"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
@@ -13,6 +14,7 @@ import (
 // StatusOptions are the flags of `ptyreclaim status`.
 type StatusOptions struct {
 	JSON       bool
+	Prometheus bool
 	Top        int
 	PolicyPath string
 }
@@ -25,13 +27,16 @@ func newStatusCmd(env *Env) *cobra.Command {
 		Long: `status shows how many PTYs are in use out of the system limit, and the
 processes holding the most of them, with how many of those look leaked.`,
 		Example: `  sudo ptyreclaim status
-  sudo ptyreclaim status --json | jq '.holders[0]'`,
+  sudo ptyreclaim status --json | jq '.holders[0]'
+  sudo ptyreclaim status --prometheus > /var/lib/node_exporter/ptyreclaim.prom.tmp &&
+    mv /var/lib/node_exporter/ptyreclaim.prom.tmp /var/lib/node_exporter/ptyreclaim.prom`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return RunStatus(cmd.Context(), env, o)
 		},
 	}
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.Prometheus, "prometheus", false, "print the daemon's metrics in the Prometheus text format (for node_exporter's textfile collector)")
 	cmd.Flags().IntVar(&o.Top, "top", 10, "how many holders to list (0: all)")
 	cmd.Flags().StringVar(&o.PolicyPath, "policy", "", "policy file (default: the installed one, if any)")
 	return cmd
@@ -42,6 +47,9 @@ func RunStatus(ctx context.Context, env *Env, o *StatusOptions) error {
 	if o.Top < 0 {
 		return usageErrorf("--top %d: must be 0 or more", o.Top)
 	}
+	if o.JSON && o.Prometheus {
+		return usageErrorf("--json and --prometheus: choose one")
+	}
 	pol, err := loadPolicy(o.PolicyPath)
 	if err != nil {
 		return err
@@ -49,6 +57,9 @@ func RunStatus(ctx context.Context, env *Env, o *StatusOptions) error {
 	res, err := pipeline.Take(ctx, env.Source, pol, nil, env.Log)
 	if err != nil {
 		return err
+	}
+	if o.Prometheus {
+		return daemon.WriteScanMetrics(env.IO.Out, res)
 	}
 	st := report.NewStatus(res.Snap, res.Findings, o.Top)
 	if o.JSON {

@@ -36,6 +36,9 @@ type Config struct {
 	Interval    time.Duration
 	MetricsAddr string // "" for no metrics
 	SocketPath  string // "" for no self-service socket
+	// TextfileDir, when set, gets the metrics as a .prom file after every
+	// cycle, for node_exporter's textfile collector.
+	TextfileDir string
 	LockPath    string
 	Source      snapshot.Source
 	// Platform returns what acts, for one snapshot.
@@ -66,6 +69,11 @@ type Daemon struct {
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Interval <= 0 {
 		return nil, fmt.Errorf("--interval %s: must be more than 0", cfg.Interval)
+	}
+	if cfg.TextfileDir != "" {
+		if err := checkTextfileDir(cfg.TextfileDir); err != nil {
+			return nil, err
+		}
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, self: os.Getpid(), metrics: newMetrics(),
 		scans: scanShare{next: map[string]*sharedScan{}}}
@@ -198,6 +206,7 @@ func (d *Daemon) cycle(ctx context.Context) {
 	}
 	d.metrics.observeScan(scan.Snap, scan.Findings, scan.Took.Seconds())
 	rep, err := d.release(ctx, releaseRequest{orphans: true}, scan, d.log)
+	d.writeTextfile()
 	if err != nil {
 		d.log.Error("cycle failed", zap.Error(err))
 		return

@@ -19,6 +19,7 @@ type metrics struct {
 	poolLimit    prometheus.Gauge
 	holderPTYs   *prometheus.GaugeVec
 	holderLeaked *prometheus.GaugeVec
+	stuck        prometheus.Gauge
 	actions      *prometheus.CounterVec
 	scan         prometheus.Histogram
 	reloads      *prometheus.CounterVec
@@ -40,6 +41,9 @@ func newMetrics() *metrics {
 		holderLeaked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ptyreclaim_holder_leaked_ptys", Help: "Leaked PTYs held per process (last scan).",
 		}, []string{"pid", "comm"}),
+		stuck: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ptyreclaim_stuck_children", Help: "Children stuck forever in read() (last scan).",
+		}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ptyreclaim_actions_total", Help: "Actions by kind (pty, orphan) and result (reclaimed, killed, failed, skipped).",
 		}, []string{"kind", "result"}),
@@ -54,7 +58,7 @@ func newMetrics() *metrics {
 			Name: "ptyreclaim_panics_total", Help: "Panics recovered, by where (cycle, request); the daemon kept serving.",
 		}, []string{"where"}),
 	}
-	m.reg.MustRegister(m.poolInUse, m.poolLimit, m.holderPTYs, m.holderLeaked, m.actions, m.scan, m.reloads, m.panics)
+	m.reg.MustRegister(m.poolInUse, m.poolLimit, m.holderPTYs, m.holderLeaked, m.stuck, m.actions, m.scan, m.reloads, m.panics)
 	return m
 }
 
@@ -65,7 +69,11 @@ func (m *metrics) observeScan(s *snapshot.Snapshot, findings []classify.Finding,
 	m.poolLimit.Set(float64(s.Pool.Limit))
 	type counts struct{ all, leaked map[snapshot.PTYID]bool }
 	per := map[*snapshot.Process]*counts{}
+	stuck := 0
 	for _, f := range findings {
+		if f.Kind == classify.KindOrphan && f.Leak() {
+			stuck++
+		}
 		if f.Kind != classify.KindPTY {
 			continue
 		}
@@ -79,6 +87,7 @@ func (m *metrics) observeScan(s *snapshot.Snapshot, findings []classify.Finding,
 			c.leaked[f.PTY] = true
 		}
 	}
+	m.stuck.Set(float64(stuck))
 	// Processes come and go: only the last scan's holders are series.
 	m.holderPTYs.Reset()
 	m.holderLeaked.Reset()

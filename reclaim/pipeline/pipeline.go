@@ -129,6 +129,7 @@ func Release(ctx context.Context, src snapshot.Source, exec *act.Executor, befor
 	rep.Left, rep.LeftReason = Left(items)
 	return rep.Normalize(), nil
 }
+
 // Left counts the leaks a cap (max_per_run) keeps out of this run, with a
 // sentence saying so, or 0 and "".
 func Left(items []plan.Item) (int, string) {

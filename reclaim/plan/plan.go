@@ -98,7 +98,7 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		case it.Reason == "" && f.Kind == classify.KindOrphan:
 			it.Verdict, it.Reason = Kill, f.Evidence
 		case it.Reason == "":
-			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence, method
+			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence+d.lifted, method
 		}
 		items = append(items, it)
 	}
@@ -278,6 +278,9 @@ type processDecision struct {
 	// held is how many distinct PTYs the process holds: all of them go
 	// when it is ended.
 	held int
+	// lifted, when not empty, ends the reason of every action on a
+	// terminal server whose protection an exact allow rule lifted.
+	lifted string
 }
 
 // decideProcess works out once per process what its findings share: the
@@ -287,6 +290,15 @@ func decideProcess(p *snapshot.Process, o Options) processDecision {
 		protected:      Protected(p, o.Self),
 		policy:         o.Policy.Decide(policy.Subject{Name: p.Comm, Exe: p.Exe, UID: p.UID}),
 		inPlaceRefused: p.InPlaceRefused,
+	}
+	// Terminal servers hold PTYs on purpose, but some leak them too
+	// (containerd's shim kept one master per container). An allow rule
+	// that names one exactly lifts that protection, and only that one:
+	// every other protection and every liveness check still holds.
+	if d.protected != "" && protectedBuiltin(p, o.Self) == "" && d.policy.Allowed && d.policy.Exact {
+		d.protected = ""
+		d.lifted = fmt.Sprintf("; terminal-server protection of %s lifted by %s rule %s, which names it exactly",
+			TerminalServer(p), policySource(o.Policy), d.policy.Rule)
 	}
 	if d.inPlaceRefused != "" {
 		d.held = HeldPTYs(p)
@@ -387,6 +399,18 @@ func policySource(p *policy.Policy) string {
 
 // Protected returns why a process may never be touched, or "".
 func Protected(p *snapshot.Process, self int) string {
+	if why := protectedBuiltin(p, self); why != "" {
+		return why
+	}
+	if name := TerminalServer(p); name != "" {
+		return fmt.Sprintf("%s is a terminal server and holds PTYs on purpose", name)
+	}
+	return ""
+}
+
+// protectedBuiltin returns why a process may never be touched whatever
+// any rule says, or "".
+func protectedBuiltin(p *snapshot.Process, self int) string {
 	switch {
 	case p.PID == 1:
 		return "pid 1 is never touched"
@@ -396,9 +420,6 @@ func Protected(p *snapshot.Process, self int) string {
 		return "ptyreclaim itself"
 	case p.TracerPID != 0:
 		return fmt.Sprintf("traced by pid %d (a debugger?): not touched while someone else traces it", p.TracerPID)
-	}
-	if name := TerminalServer(p); name != "" {
-		return fmt.Sprintf("%s is a terminal server and holds PTYs on purpose", name)
 	}
 	return ""
 }

@@ -390,3 +390,46 @@ func TestOwnCopiesKeepNothing(t *testing.T) {
 		t.Errorf("%+v", items)
 	}
 }
+
+// An exact allow rule lifts a terminal server's protection, and nothing
+// else: wildcards never do, and the other protections and liveness hold.
+func TestExactAllowLiftsTerminalServerProtection(t *testing.T) {
+	shim := &snapshot.Process{PID: 20, Comm: "containerd-shim", Exe: "/usr/bin/containerd-shim-runc-v2"}
+	cases := []struct {
+		name, rules string
+		p           *snapshot.Process
+		state       classify.State
+		want        Verdict
+		reason      string
+	}{
+		{"no rule", "", shim, classify.Unattached, Skip, "terminal server"},
+		{"exact name (exe base)", "  - name: containerd-shim-runc-v2\n    ptys: reclaim\n", shim, classify.Unattached, Reclaim, "lifted by"},
+		{"exact comm", "  - name: containerd-shim\n    ptys: reclaim\n", shim, classify.Unattached, Reclaim, "names it exactly"},
+		{"exact exe", "  - exe: /usr/bin/containerd-shim-runc-v2\n    ptys: reclaim\n", shim, classify.Unattached, Reclaim, "lifted by"},
+		{"name glob", "  - name: containerd-shim*\n    ptys: reclaim\n", shim, classify.Unattached, Skip, "terminal server"},
+		{"exe glob", "  - exe: /usr/bin/**\n    ptys: reclaim\n", shim, classify.Unattached, Skip, "terminal server"},
+		{"question mark", "  - name: containerd-shi?\n    ptys: reclaim\n", shim, classify.Unattached, Skip, "terminal server"},
+		{"exact but live", "  - name: containerd-shim-runc-v2\n    ptys: reclaim\n", shim, classify.Live, Skip, "live"},
+		{"exact but report", "  - name: containerd-shim-runc-v2\n    ptys: report\n", shim, classify.Unattached, Skip, "ptys: report"},
+		{"exact but traced", "  - name: containerd-shim-runc-v2\n    ptys: reclaim\n",
+			&snapshot.Process{PID: 21, Comm: "containerd-shim", Exe: "/usr/bin/containerd-shim-runc-v2", TracerPID: 9}, classify.Unattached, Skip, "traced"},
+		{"exact but pid 1", "  - name: containerd-shim-runc-v2\n    ptys: reclaim\n",
+			&snapshot.Process{PID: 1, Comm: "containerd-shim", Exe: "/usr/bin/containerd-shim-runc-v2"}, classify.Unattached, Skip, "pid 1"},
+		{"exact but denied", "  - name: containerd-shim-runc-v2\n    ptys: reclaim\ndeny:\n  - name: containerd-shim\n", shim, classify.Unattached, Skip, "terminal server"},
+		{"exact sshd", "  - name: sshd\n    ptys: reclaim\n", &snapshot.Process{PID: 22, Comm: "sshd"}, classify.Unattached, Reclaim, "lifted"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := "version: 1\n"
+			if c.rules != "" {
+				y += "allow:\n" + c.rules
+			}
+			f := leak(c.p, 3)
+			f.State = c.state
+			items := Plan([]classify.Finding{f}, Options{Policy: mustParse(t, y), Self: 77})
+			if len(items) != 1 || items[0].Verdict != c.want || !strings.Contains(items[0].Reason, c.reason) {
+				t.Fatalf("got %s %q, want %s containing %q", items[0].Verdict, items[0].Reason, c.want, c.reason)
+			}
+		})
+	}
+}
