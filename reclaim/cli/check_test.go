@@ -106,7 +106,7 @@ func grow(t *testing.T, p *testproc.Proc, n int) {
 
 func TestCheckFollowsTheNodeProblemDetectorContract(t *testing.T) {
 	bin := buildForNobody(t)
-	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	pol := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	// Thresholds no other process on a test machine reaches.
 	writePolicy(t, pol, "version: 1\npressure:\n  warn: 99%\n  critical: 100%\nholders:\n  warn_at: 150\n  reclaim_at: 1000\n")
 	leaker := testproc.Start(t, testproc.BuildC(t, "grow", growMasters))
@@ -138,7 +138,7 @@ func TestCheckFollowsTheNodeProblemDetectorContract(t *testing.T) {
 
 func TestCheckLineIsOneBoundedLineWhateverTheNames(t *testing.T) {
 	bin := buildForNobody(t)
-	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	pol := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, pol, "version: 1\nholders:\n  warn_at: 3\n  reclaim_at: 1000\n")
 	src := testproc.BuildC(t, "grow", growMasters)
 	// Three heavy holders with hostile names: more problems than 80 bytes
@@ -183,7 +183,7 @@ func TestCheckLineIsOneBoundedLineWhateverTheNames(t *testing.T) {
 
 func TestCheckUnknownIsExit2WithOneLine(t *testing.T) {
 	bin := buildForNobody(t)
-	bad := filepath.Join(t.TempDir(), "policy.yaml")
+	bad := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, bad, "version: 1\nnot_a_key: 1\n")
 	for _, args := range [][]string{
 		{"check", "--policy", bad},
@@ -232,7 +232,7 @@ func TestTerminalServerLeakReleasedOnlyByAnExactAllowRule(t *testing.T) {
 			t.Fatalf("by default: %+v", f)
 		}
 	}
-	dir := t.TempDir()
+	dir := testproc.PolicyDir(t)
 	policies := map[string]string{
 		"name glob":   "  - name: containerd-shim*\n",
 		"exe glob":    "  - exe: " + filepath.Dir(bin) + "/*\n",

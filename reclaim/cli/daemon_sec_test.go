@@ -158,7 +158,7 @@ func parseReport(t *testing.T, out string) pipeline.Report {
 // process once it is not dumpable, is refused and keeps its fds.
 func TestSelfServiceRefusesWhatTheCallerCouldNotPtrace(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
 	uid, gid := testUser(t, secName("a"))
@@ -245,7 +245,7 @@ print(s.makefile().readline().strip())`
 // refused under the freeze, its fds untouched.
 func TestSelfServiceChecksAgainUnderTheFreeze(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
 	uid, gid := testUser(t, secName("f"))
@@ -295,7 +295,7 @@ func TestSelfServiceChecksAgainUnderTheFreeze(t *testing.T) {
 // pid nor its name.
 func TestSelfServiceNamesNoOtherUsersProcess(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
 	uid, gid := testUser(t, secName("r"))
@@ -357,7 +357,7 @@ func startPlainDaemon(t *testing.T, bin, policyPath string, args ...string) *dae
 // daemon: the Prometheus client panics on such label values.
 func TestDaemonSurvivesCommsThatAreNotUTF8(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	named := testproc.Start(t, buildHold(t, secName("n")), "1", "name:ff41ff")
 	cut := testproc.Start(t, buildHold(t, strings.Repeat("ж", 9)), "1", "plain") // 18 bytes, cut at 15
@@ -410,7 +410,7 @@ func TestDaemonSurvivesCommsThatAreNotUTF8(t *testing.T) {
 // some of its fds released and others not.
 func TestDaemonSIGTERMWaitsForSelfServiceReleases(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	uid, gid := testUser(t, secName("t"))
 	leak := leakerNamed(t, userName)
@@ -509,7 +509,7 @@ func TestDaemonSIGTERMWaitsForSelfServiceReleases(t *testing.T) {
 // is still served; A's own extra request gets a clear one-line refusal.
 func TestSelfServiceOneUserCannotLockOthersOut(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
 	aUID, aGID := testUser(t, secName("la"))
@@ -572,7 +572,7 @@ sys.stdin.readline()`
 // Requests that arrive together share scans instead of one full scan each.
 func TestSelfServiceRequestsShareScans(t *testing.T) {
 	bin := buildForNobody(t)
-	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
 	leak := leakerNamed(t, userName)
@@ -688,7 +688,7 @@ func TestDaemonAuditTrailUnderTheUnitCommandLine(t *testing.T) {
 		t.Fatalf("ExecStart %q: not the daemon", argv)
 	}
 	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
+	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
 	uid, gid := testUser(t, secName("u"))
 	leaker := testproc.Start(t, leakerNamed(t, allowedName), "5")

@@ -28,7 +28,7 @@ func TestReleaseCapSaysWhatItLeftAndExits4(t *testing.T) {
 	}
 	args := []string{"--pid", pid, "--min-idle", "0s", "--policy", pol, "--yes"}
 	start := testproc.PTYCount(t)
-	const left = "left: 100 leaked fds in 1 processes left in place: the cap of 1000 actions per process per run is reached (max_per_run); run release again"
+	const left = "left: 100 leaked fds in 1 processes left in place: the cap of 1000 PTYs per process per run (max_per_run) is reached; run release again"
 
 	// The dry run already says it.
 	out, errs, code := run(t, append([]string{"release", "--dry-run"}, args...)...)

@@ -62,7 +62,7 @@ func TestDaemonTextfileWithRealNodeExporter(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	pol := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, pol, "version: 1\n") // report only
 	leaker := testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "7", "0")
 

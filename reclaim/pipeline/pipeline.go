@@ -146,7 +146,7 @@ func Left(items []plan.Item) (int, string) {
 	if n == 0 {
 		return 0, ""
 	}
-	return n, fmt.Sprintf("%d leaked fds in %d processes left in place: %s (max_per_run); run release again", n, len(pids), reason)
+	return n, fmt.Sprintf("%d leaked fds in %d processes left in place: %s; run release again", n, len(pids), reason)
 }
 
 // Normalize makes actions an empty list rather than null in JSON, as
