@@ -172,7 +172,11 @@ func TestDaemonSetHasTheUnitsPrivilegesAndNoMore(t *testing.T) {
 	}
 	// Laid out as the kubelet lays out a subPath file (a root-owned regular
 	// file in root-owned directories), the real loader takes it unchanged.
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("/run", "ptyreclaim-k8s-") // root's, not world-writable like /tmp
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -688,7 +688,9 @@ func TestDaemonAuditTrailUnderTheUnitCommandLine(t *testing.T) {
 		t.Fatalf("ExecStart %q: not the daemon", argv)
 	}
 	dir := t.TempDir()
-	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
+	// Copied into the overlay's /etc/ptyreclaim by the setup below (it
+	// mounts a tmpfs over /run, so the file is read from here first).
+	policyPath := filepath.Join(dir, "policy.yaml")
 	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
 	uid, gid := testUser(t, secName("u"))
 	leaker := testproc.Start(t, leakerNamed(t, allowedName), "5")
