@@ -31,6 +31,8 @@ type Decision struct {
 	// Orphans is OrphansKill or OrphansReport.
 	Orphans    string
 	Disposable bool
+	// WatchedMethod is the allow rule's watched_method, "" for the default.
+	WatchedMethod string
 }
 
 // Decide applies the rules to s: the first matching deny rule wins, else the
@@ -56,6 +58,8 @@ func (p *Policy) Decide(s Subject) Decision {
 				PTYs:       r.PTYs,
 				Orphans:    r.Orphans,
 				Disposable: r.Disposable,
+
+				WatchedMethod: r.WatchedMethod,
 			}
 		}
 	}

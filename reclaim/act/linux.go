@@ -81,9 +81,12 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		mu.Unlock()
 		return l.checkSlave(byFD[fd], slave)
 	}
-	method := inject.Method(items[0].Method)
+	methods := make(map[int]inject.Method, len(items))
+	for _, it := range items {
+		methods[it.FD] = inject.Method(it.Method)
+	}
 	rep, err := inject.Reclaim(ctx, inject.Target{
-		PID: p.PID, StartTime: p.StartTime, FDs: fds, Method: method, Precheck: precheck, Recheck: recheck,
+		PID: p.PID, StartTime: p.StartTime, FDs: fds, Methods: methods, Precheck: precheck, Recheck: recheck,
 	}, log)
 	if err != nil {
 		return fail(err.Error())

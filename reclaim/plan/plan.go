@@ -73,10 +73,6 @@ var TerminalServers = []string{
 
 // Plan gives every finding a verdict, in order.
 func Plan(findings []classify.Finding, o Options) []Item {
-	method := o.Method
-	if method == "" {
-		method = o.Policy.Defaults.Method
-	}
 	perProcess := map[int]int{}
 	decisions := map[int]processDecision{}
 	context := o.Context
@@ -106,7 +102,9 @@ func Plan(findings []classify.Finding, o Options) []Item {
 			if f.Kind == classify.KindOrphan {
 				it.Verdict = Kill
 			} else {
-				it.Method = method
+				var why string // which replacement this fd gets, and why
+				it.Method, why = o.Policy.Replacement(f.Watched, d.policy, o.Method)
+				it.Reason += "; " + why
 			}
 		}
 		if it.Verdict != Skip {
