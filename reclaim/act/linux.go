@@ -18,6 +18,10 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
+// followUp is how long a release watches whether the program closes the
+// replacement of a watched fd by itself.
+const followUp = 200 * time.Millisecond
+
 // Linux releases fds with the ptrace injector and ends orphans through
 // pidfds.
 type Linux struct {
@@ -95,6 +99,14 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	for _, r := range rep.FDs {
 		results[r.FD] = r
 	}
+	// A short follow-up: did the program close the replacement itself?
+	var closedAfter map[int]time.Duration
+	for _, r := range rep.FDs {
+		if r.Result == inject.ResultDone && inject.Method(r.Method).Pollable() {
+			closedAfter = inject.ClosedByProgram(p.PID, rep.FDs, followUp)
+			break
+		}
+	}
 	out := make([]Action, 0, len(items))
 	for _, it := range items {
 		r, ok := results[it.FD]
@@ -104,6 +116,10 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		a := NewAction(it, r.Result, r.Reason)
 		a.Method = string(r.Method)
+		if d, ok := closedAfter[it.FD]; ok {
+			secs := d.Seconds()
+			a.ClosedByProgramAfter = &secs
+		}
 		out = append(out, a)
 	}
 	for _, n := range rep.Notes {

@@ -81,6 +81,12 @@ func program(t testing.TB, name string) string {
 				// filtered.c pushes registers in inline asm.
 				args = append([]string{"-mno-red-zone"}, args...)
 			}
+			switch name {
+			case "uvloop":
+				args = append(args, "-luv")
+			case "evloop":
+				args = append(args, "-lev")
+			}
 			cmd = exec.Command("gcc", args...)
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -226,6 +226,7 @@ type epollReg struct {
 	events uint32
 	data   uint64
 	ino    uint64
+	slot   int // its struct epoll_event in the scratch mapping
 }
 
 // parseEpollRegs reads the "tfd:" lines of an epoll fd's fdinfo:

@@ -196,6 +196,7 @@ type run struct {
 	insn    uint64
 	resumed bool // the thread has left its interrupt stop
 	page    uint64
+	pageLen uint64
 	repls   []*replacement
 	// stuck: the thread is inside a call that neither returned nor
 	// stopped when interrupted; it cannot be restored.

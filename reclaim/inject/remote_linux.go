@@ -17,10 +17,9 @@ import (
 // devNullPath is written into the scratch page; NUL-terminated for the kernel.
 var devNullPath = []byte("/dev/null\x00")
 
-// Offsets in the scratch page.
-const (
-	pageEvent = 128 // one struct epoll_event
-)
+// The scratch mapping: "/dev/null" at 0, pipe2/socketpair's two fds at 64,
+// and from pageSize on one struct epoll_event per registration to move,
+// all written with one process_vm_writev before the calls.
 
 // sigsysBit is SIGSYS in a signal mask. It stays unblocked while we inject:
 // a seccomp RET_TRAP forces SIGSYS, and a forced signal that is blocked has
@@ -84,7 +83,15 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 	var acted []*group
 	defer func() { err = r.finish(mask, acted, err) }()
 
-	page, errno, err := r.call("mmap", a.mmap, 0, pageSize, protRW, mapPrivAnon, ^uint64(0), 0)
+	var events []byte
+	for _, g := range r.groups {
+		for i := range g.regs {
+			g.regs[i].slot = len(events) / a.epollEventSize
+			events = append(events, epollEvent(a, g.regs[i].events, g.regs[i].data)...)
+		}
+	}
+	r.pageLen = uint64(pageSize + (len(events)+pageSize-1)/pageSize*pageSize)
+	page, errno, err := r.call("mmap", a.mmap, 0, r.pageLen, protRW, mapPrivAnon, ^uint64(0), 0)
 	if err != nil {
 		return err
 	}
@@ -93,7 +100,7 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		return fmt.Errorf("mmap in pid %d failed: %v; nothing was changed", r.t.PID, unix.Errno(errno))
 	}
 	r.page = page
-	if _, err := unix.PtracePokeData(r.tid, uintptr(page), devNullPath); err != nil {
+	if err := r.write(page, devNullPath, events); err != nil {
 		r.skipPending("release aborted")
 		return fmt.Errorf("cannot write into pid %d: %v; nothing was changed", r.t.PID, err)
 	}
@@ -237,10 +244,8 @@ func (r *run) replace(g *group, page uint64, v *verification) error {
 	// the old file if the fd could not be replaced. Either way the loop's
 	// view stays right.
 	for _, e := range g.regs[:g.deleted] {
-		if _, err := unix.PtracePokeData(r.tid, uintptr(page+pageEvent), epollEvent(hostABI, e.events, e.data)); err != nil {
-			return fmt.Errorf("cannot write into pid %d: %v", r.t.PID, err)
-		}
-		_, errno, err := r.call("epoll_ctl", a.epollCtl, uint64(e.efd), epollCtlAdd, uint64(e.tfd), page+pageEvent)
+		ev := page + pageSize + uint64(e.slot*a.epollEventSize)
+		_, errno, err := r.call("epoll_ctl", a.epollCtl, uint64(e.efd), epollCtlAdd, uint64(e.tfd), ev)
 		if err != nil {
 			return err
 		}
@@ -391,15 +396,34 @@ func (r *run) stopTimeout() time.Duration {
 
 // unmap removes the scratch page; a failure is reported, never hidden.
 func (r *run) unmap(page uint64) error {
-	_, errno, err := r.call("munmap", hostABI.munmap, page, pageSize)
+	_, errno, err := r.call("munmap", hostABI.munmap, page, r.pageLen)
 	if err != nil {
 		return err
 	}
 	if errno != 0 {
-		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("a %d-byte scratch page at %#x stays mapped in pid %d: munmap failed: %v",
-			pageSize, page, r.t.PID, unix.Errno(errno)))
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("a %d-byte scratch mapping at %#x stays in pid %d: munmap failed: %v",
+			r.pageLen, page, r.t.PID, unix.Errno(errno)))
 	}
 	return nil
+}
+
+// write puts the path and the epoll events into the scratch mapping in
+// one process_vm_writev (the mapping is our own anonymous one).
+func (r *run) write(page uint64, path, events []byte) error {
+	local := []unix.Iovec{{Base: &path[0]}}
+	local[0].SetLen(len(path))
+	remote := []unix.RemoteIovec{{Base: uintptr(page), Len: len(path)}}
+	if len(events) > 0 {
+		iov := unix.Iovec{Base: &events[0]}
+		iov.SetLen(len(events))
+		local = append(local, iov)
+		remote = append(remote, unix.RemoteIovec{Base: uintptr(page + pageSize), Len: len(events)})
+	}
+	n, err := unix.ProcessVMWritev(r.t.PID, local, remote, 0)
+	if err == nil && n != len(path)+len(events) {
+		err = fmt.Errorf("short write: %d bytes", n)
+	}
+	return err
 }
 
 // call runs one syscall on the stopped thread and returns its value or errno.

@@ -244,8 +244,8 @@ int main(int argc, char **argv) {
 	sigaction(SIGSYS, &sa, NULL);
 
 	int ep = epoll_create1(EPOLL_CLOEXEC);
-	int fds[256], n = 0;
-	for (int i = 0; i < watched + unwatched && n < 256; i++) {
+	int fds[1024], n = 0;
+	for (int i = 0; i < watched + unwatched && n < 1024; i++) {
 		int fd = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK | (i % 2 ? O_CLOEXEC : 0));
 		if (fd < 0) {
 			perror("ptmx");
@@ -260,7 +260,7 @@ int main(int argc, char **argv) {
 		}
 		fds[n++] = fd;
 	}
-	char out[4096];
+	char out[16384];
 	int len = snprintf(out, sizeof out, "READY");
 	for (int i = 0; i < n; i++)
 		len += snprintf(out + len, sizeof out - len, " %d", fds[i]);
