@@ -22,6 +22,9 @@ type runtime struct {
 	// Unwatched says the program (or a child of it) also holds leaked fds
 	// no event loop watches, so that every variant has something to do.
 	Unwatched bool
+	// AfterRelease, if set, checks more once the loop answers after the
+	// release, before the exercise.
+	AfterRelease func(t testing.TB, tg *target, o *outcome)
 }
 
 // A target is a started program.
@@ -49,9 +52,9 @@ type outcome struct {
 	CPUBefore, CPUAfter, CPUExercise int
 	Exceptions                       int
 	Exit                             int
-	// OwnClose is how long after the release ended the program's own close
+	// OwnClose is how long after the release started the program's own close
 	// of the last released fd came (0: it closed none of them).
-	OwnClose time.Duration
+	OwnClose  time.Duration
 	OwnClosed int
 	Problems  []string
 }
@@ -124,6 +127,9 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	} else if err := counts(t, tg.Port); err != nil {
 		o.fail("after the release: %v", err)
 	}
+	if alive && rt.AfterRelease != nil {
+		rt.AfterRelease(t, tg, o)
+	}
 	if alive {
 		o.CPUAfter = cpuOver(t, tg.PID)
 		if spinning(o.CPUAfter) {
@@ -179,16 +185,21 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	if n := count(evs, "exit"); n != 1 {
 		o.fail("the program's exit handler ran %d times", n)
 	}
+	for _, e := range evs {
+		if e.str("ev") == "readend" && e.str("err") != "EOF" {
+			o.fail("a read of fd %v ended with %q, want EOF", e["fd"], e.str("err"))
+		}
+	}
 	closed := closedFDs(evs)
 	var last float64
 	for fd := range replaced {
-		if ts, ok := closed[fd]; ok && ts > float64(r.End.UnixNano()) {
+		if ts, ok := closed[fd]; ok && ts > float64(r.Start.UnixNano()) {
 			o.OwnClosed++
 			last = max(last, ts)
 		}
 	}
 	if o.OwnClosed > 0 {
-		o.OwnClose = time.Duration(int64(last) - r.End.UnixNano())
+		o.OwnClose = time.Duration(int64(last) - r.Start.UnixNano())
 	}
 	return o
 }

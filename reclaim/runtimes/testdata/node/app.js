@@ -18,7 +18,8 @@ const evfd = fs.openSync(process.env.EVENTS, 'a');
 let logged = 0;
 function ev(kind, o) {
   o = Object.assign({ ev: kind, t: Math.round((performance.timeOrigin + performance.now()) * 1e6) }, o || {});
-  if (logged++ < 10000) fs.writeSync(evfd, JSON.stringify(o) + '\n');
+  // A storm is counted, not all written; exit and close always are.
+  if (logged++ < 10000 || kind === 'exit' || kind === 'close') fs.writeSync(evfd, JSON.stringify(o) + '\n');
 }
 process.on('uncaughtException', (e) => ev('exception', { msg: String(e && e.stack || e).slice(0, 500) }));
 process.on('exit', (code) => ev('exit', { code }));
