@@ -109,6 +109,6 @@ func keepAliveSurvivesGC(t testing.TB, tg *target, o *outcome) {
 	}
 }
 
-var goRuntime = runtime{Name: "go", Start: startGo, AfterRelease: keepAliveSurvivesGC}
+var goRuntime = runtime{Name: "go", Start: startGo, WantEOF: true, AfterRelease: keepAliveSurvivesGC}
 
 func TestGoPTY(t *testing.T) { runAll(t, goRuntime) }

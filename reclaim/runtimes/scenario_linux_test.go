@@ -22,6 +22,8 @@ type runtime struct {
 	// Unwatched says the program (or a child of it) also holds leaked fds
 	// no event loop watches, so that every variant has something to do.
 	Unwatched bool
+	// WantEOF: the program's reads of a released PTY must end with EOF.
+	WantEOF bool
 	// AfterRelease, if set, checks more once the loop answers after the
 	// release, before the exercise.
 	AfterRelease func(t testing.TB, tg *target, o *outcome)
@@ -111,8 +113,9 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 			o.fail("pts/%d still allocated after every holder was released", n)
 		}
 	}
-	if nrBefore-nrAfter != len(freed) {
-		o.fail("kernel PTY count %d -> %d, want a drop of %d (%v)", nrBefore, nrAfter, len(freed), freed)
+	// The program's own close may free more meanwhile, never less.
+	if nrBefore-nrAfter < len(freed) {
+		o.fail("kernel PTY count %d -> %d, want a drop of at least %d (%v)", nrBefore, nrAfter, len(freed), freed)
 	}
 	if v.Watched && o.Done == 0 {
 		o.fail("watched: reclaim released nothing")
@@ -186,7 +189,7 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 		o.fail("the program's exit handler ran %d times", n)
 	}
 	for _, e := range evs {
-		if e.str("ev") == "readend" && e.str("err") != "EOF" {
+		if (rt.WantEOF || o.Methods["hangup"] > 0) && e.str("ev") == "readend" && e.str("err") != "EOF" {
 			o.fail("a read of fd %v ended with %q, want EOF", e["fd"], e.str("err"))
 		}
 	}
