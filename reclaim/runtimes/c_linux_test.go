@@ -44,3 +44,9 @@ func startC(name, pkg string, code int) func(t testing.TB, events string) *targe
 var libuvRuntime = runtime{Name: "libuv", Start: startC("libuv", "libuv", 11), Unwatched: true}
 
 func TestLibuvPTY(t *testing.T) { runAll(t, libuvRuntime) }
+
+// GLib polls with poll(): its fds are in no epoll set, so ptyreclaim sees
+// them as unwatched; the unwatched method must still suit it.
+var glibRuntime = runtime{Name: "glib", Start: startC("glib", "glib-2.0", 13), Unwatched: true}
+
+func TestGlibPTY(t *testing.T) { runAll(t, glibRuntime) }
