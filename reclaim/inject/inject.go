@@ -55,6 +55,10 @@ type Target struct {
 	// uninterruptible sleep that does not stop in time aborts the release.
 	// Zero means DefaultStopTimeout.
 	StopTimeout time.Duration
+
+	// hook, set only by this package's tests, is called at named points
+	// of a release (where a test kills the releaser).
+	hook func(point string)
 }
 
 // DefaultStopTimeout is the stop deadline used when Target.StopTimeout is 0.
@@ -81,6 +85,12 @@ type Report struct {
 	// Notes are remarks a person should see (signals passed on, a scratch
 	// page that could not be unmapped, ...).
 	Notes []string
+	// CrashSafe is true when every instant at which the target was
+	// changed was covered by a restore frame in its memory: had
+	// ptyreclaim died at any point, the target would have returned to
+	// exactly its state by itself. CrashSafeReason says why not.
+	CrashSafe       bool
+	CrashSafeReason string
 }
 
 // Done returns how many fds were released.

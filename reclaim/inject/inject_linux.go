@@ -181,6 +181,7 @@ type run struct {
 	stragglers []int
 
 	// Set up for the injection.
+	eng     *enginePrep // looked up before the freeze
 	tid     int
 	base    regs // saved registers, restart-normalised
 	orig    regs // saved registers as found
@@ -287,7 +288,9 @@ func (r *run) do(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
+	r.eng = prepareEngine(pid)
 	r.tr = newTracer(pid, r.log)
+	r.tr.hook = r.hook
 	defer func() {
 		r.stragglers = r.tr.detachAll()
 		if !r.tr.firstStop.IsZero() {
@@ -311,6 +314,7 @@ func (r *run) do(ctx context.Context) error {
 			r.rep.Threads++
 		}
 	}
+	r.hook("frozen")
 
 	// Everything below runs with the whole process frozen.
 	if err := r.checkStartTime(); err != nil {
@@ -332,6 +336,9 @@ func (r *run) do(ctx context.Context) error {
 		return err
 	}
 	defer v.wait()
+	if handled, err := r.runEngine(fds, v); handled {
+		return err
+	}
 	return r.inject(fds, v)
 }
 

@@ -64,6 +64,8 @@ type tracer struct {
 	// unblockable ones can arrive then); they are raised again after detach.
 	resignal []pendingSignal
 	notes    []string
+	// hook is called between detaches (tests kill the releaser there).
+	hook func(point string)
 }
 
 type pendingSignal struct {
@@ -432,6 +434,9 @@ func (t *tracer) detachAll() (stragglers []int) {
 				t.log.Warn("detach failed", zap.Int("tid", tid), zap.Error(err))
 			}
 			th.state = gone
+			if t.hook != nil {
+				t.hook("detached-one")
+			}
 		case running:
 			stragglers = append(stragglers, tid)
 		}
