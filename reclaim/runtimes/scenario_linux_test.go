@@ -162,10 +162,11 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 		// own close; every other one is still the replacement.
 		evs := readEvents(t, events)
 		closed := closedFDs(evs)
+		closes := closingFDs(evs)
 		for fd, was := range replaced {
 			now, _ := testproc.FDLink(tg.PID, fd)
 			_, own := closed[fd]
-			if methodOf(r, tg.PID, fd) == "hangup" {
+			if methodOf(r, tg.PID, fd) == "hangup" && closes[fd] {
 				if !own {
 					o.fail("fd %d (%s) was hung up but the program's close handler never ran for it", fd, was)
 				} else if now == was {
@@ -194,6 +195,14 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 		}
 	}
 	closed := closedFDs(evs)
+	// The report's own-close field must be true: the program says so too.
+	for _, a := range r.done(tg.PID) {
+		if a["closed_by_program_after"] != nil {
+			if _, ok := closed[a.fd()]; !ok {
+				o.fail("the report says the program closed fd %d itself, the program never did", a.fd())
+			}
+		}
+	}
 	var last float64
 	for fd := range replaced {
 		if ts, ok := closed[fd]; ok && ts > float64(r.Start.UnixNano()) {
@@ -205,6 +214,18 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 		o.OwnClose = time.Duration(int64(last) - r.Start.UnixNano())
 	}
 	return o
+}
+
+// closingFDs are the leaked fds the program closes itself on EOF or an
+// error (its "leak" events with closes: true).
+func closingFDs(evs []event) map[int]bool {
+	out := map[int]bool{}
+	for _, e := range evs {
+		if e.str("ev") == "leak" && e["closes"] == true {
+			out[int(e.num("fd"))] = true
+		}
+	}
+	return out
 }
 
 func methodOf(r releaseResult, pid, fd int) string {

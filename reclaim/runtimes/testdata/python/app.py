@@ -167,6 +167,7 @@ async def main():
     code = await stop
     await asyncio.sleep(0.05)
     server.close()
+    loop.remove_reader(live.master)
     live.proc.kill()
     live.proc.wait()
     return code
