@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -144,15 +143,7 @@ func TestCheckLineIsOneBoundedLineWhateverTheNames(t *testing.T) {
 	// Three heavy holders with hostile names: more problems than 80 bytes
 	// hold, and bytes that must not reach the Kubernetes API.
 	for _, name := range []string{"\x1b[31mred", "new\nline", "\xff\xfe"} {
-		dst := filepath.Join(t.TempDir(), name)
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		grow(t, testproc.Start(t, dst), 5)
+		grow(t, testproc.Start(t, copyNamed(t, src, name)), 5)
 	}
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "check", "--policy", pol)

@@ -80,17 +80,7 @@ func secName(what string) string { return fmt.Sprintf("prs%d%s", os.Getpid()%100
 // buildHold builds holdPTY where every user can run it, under name.
 func buildHold(t *testing.T, name string) string {
 	t.Helper()
-	src := testproc.BuildC(t, "hold", holdPTY)
-	dst := filepath.Join(filepath.Dir(src), name)
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	openToAll(t, dst)
-	return dst
+	return copyNamed(t, testproc.BuildC(t, "hold", holdPTY), name)
 }
 
 // setID copies a program and makes it setuid or setgid root.

@@ -119,7 +119,13 @@ func scrape(t *testing.T, addr string) string {
 // tell the leakers apart by comm.
 func leakerNamed(t *testing.T, name string) string {
 	t.Helper()
-	src := testproc.BuildC(t, "leak", testproc.LeakMasters)
+	return copyNamed(t, testproc.BuildC(t, "leak", testproc.LeakMasters), name)
+}
+
+// copyNamed copies a built program under another name beside it, runnable
+// by every user: policy rules and comm see that name.
+func copyNamed(t *testing.T, src, name string) string {
+	t.Helper()
 	dst := filepath.Join(filepath.Dir(src), name)
 	b, err := os.ReadFile(src)
 	if err != nil {
