@@ -19,10 +19,10 @@ import (
 // Keys accepted in each part of the file, in the order the design lists them.
 var (
 	topKeys      = []string{"version", "defaults", "pressure", "holders", "self_service", "allow", "deny"}
-	defaultsKeys = []string{"min_idle", "method", "watched", "max_per_run"}
+	defaultsKeys = []string{"min_idle", "method", "watched", "watched_method", "max_per_run"}
 	pressureKeys = []string{"warn", "critical", "min_idle"}
 	holdersKeys  = []string{"warn_at", "reclaim_at"}
-	allowKeys    = []string{"name", "exe", "user", "ptys", "orphans", "disposable"}
+	allowKeys    = []string{"name", "exe", "user", "ptys", "orphans", "disposable", "watched_method"}
 	denyKeys     = []string{"name", "exe", "user"}
 )
 
@@ -306,6 +306,8 @@ func (d *decoder) defaults(n *yaml.Node, out *Defaults) error {
 			out.Method, err = d.string(f.val, key)
 		case "watched":
 			out.Watched, err = d.string(f.val, key)
+		case "watched_method":
+			out.WatchedMethod, err = d.string(f.val, key)
 		case "max_per_run":
 			out.MaxPerRun, err = d.int(f.val, key)
 		}
@@ -410,6 +412,8 @@ func (d *decoder) rules(n *yaml.Node, kind string) ([]Rule, error) {
 				r.Orphans, err = d.string(f.val, key)
 			case "disposable":
 				r.Disposable, err = d.bool(f.val, key)
+			case "watched_method":
+				r.WatchedMethod, err = d.string(f.val, key)
 			}
 			if err != nil {
 				return nil, err

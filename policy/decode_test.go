@@ -19,7 +19,7 @@ func TestParseExample(t *testing.T) {
 	}
 	want := &Policy{
 		Version:     1,
-		Defaults:    Defaults{MinIdle: 5 * time.Minute, Method: MethodDevNull, Watched: WatchedSkip, MaxPerRun: 1000},
+		Defaults:    Defaults{MinIdle: 5 * time.Minute, Method: MethodDevNull, Watched: WatchedSkip, WatchedMethod: MethodHangup, MaxPerRun: 1000},
 		Pressure:    Pressure{Warn: 80, Critical: 95, MinIdle: 30 * time.Second},
 		Holders:     Holders{WarnAt: 50, ReclaimAt: 200},
 		SelfService: false,
@@ -168,7 +168,7 @@ func TestParseValues(t *testing.T) {
 			name: "close, reclaim, self service",
 			yaml: "version: 1\ndefaults: {method: close, watched: reclaim, min_idle: 1h, max_per_run: 3}\nself_service: true\n",
 			check: func(t *testing.T, p *Policy) {
-				want := Defaults{MinIdle: time.Hour, Method: MethodClose, Watched: WatchedReclaim, MaxPerRun: 3}
+				want := Defaults{MinIdle: time.Hour, Method: MethodClose, Watched: WatchedReclaim, WatchedMethod: MethodHangup, MaxPerRun: 3}
 				if p.Defaults != want || !p.SelfService {
 					t.Errorf("policy = %+v", p)
 				}
@@ -232,7 +232,10 @@ func TestParseErrors(t *testing.T) {
 		{"min_idle negative", "version: 1\ndefaults:\n  min_idle: -5m\n", `p.yaml:3: defaults.min_idle must be longer than 0s`},
 		{"min_idle list", "version: 1\ndefaults:\n  min_idle: [5m]\n", `p.yaml:3: defaults.min_idle must be a duration`},
 		{"min_idle empty", "version: 1\ndefaults:\n  min_idle:\n", `p.yaml:3: defaults.min_idle must be a duration`},
-		{"method unknown", "version: 1\ndefaults:\n  method: dup2\n", `p.yaml:3: defaults.method must be devnull or close, got "dup2"`},
+		{"method unknown", "version: 1\ndefaults:\n  method: dup2\n", `p.yaml:3: defaults.method must be devnull or close or hangup or quiet, got "dup2"`},
+		{"watched_method devnull", "version: 1\ndefaults:\n  watched_method: devnull\n", `p.yaml:3: defaults.watched_method must be hangup or quiet, got "devnull"`},
+		{"allow watched_method close", "version: 1\nallow:\n  - name: node\n    watched_method: close\n", `p.yaml:4: allow[0].watched_method must be hangup or quiet, got "close"`},
+		{"deny watched_method", "version: 1\ndeny:\n  - name: node\n    watched_method: quiet\n", `p.yaml:`},
 		{"watched unknown", "version: 1\ndefaults:\n  watched: yes\n", `p.yaml:3: defaults.watched must be skip or reclaim, got "yes"`},
 		{"max_per_run zero", "version: 1\ndefaults:\n  max_per_run: 0\n", `p.yaml:3: defaults.max_per_run must be a positive integer, got 0`},
 		{"max_per_run negative", "version: 1\ndefaults:\n  max_per_run: -1\n", `p.yaml:3: defaults.max_per_run must be a positive integer`},

@@ -39,13 +39,17 @@ func (p *Policy) Explain() string {
 	d := p.Defaults
 	w("Settings:")
 	w("  A PTY is a leak candidate once unattached and idle for %s; an orphan child once %s old.", formatDuration(d.MinIdle), formatDuration(d.MinIdle))
-	if d.Method == MethodClose {
+	switch d.Method {
+	case MethodClose:
 		w("  Leaked fds are closed in the holder (method close).")
-	} else {
+	case MethodHangup, MethodQuiet:
+		w("  Leaked fds are replaced at the same fd number by %s (method %s).", replacementText[d.Method], d.Method)
+	default:
 		w("  Leaked fds are replaced by /dev/null at the same fd number (method devnull).")
 	}
 	if d.Watched == WatchedReclaim {
-		w("  Fds still registered in the holder's epoll/kqueue set are reclaimed too (watched: reclaim).")
+		w("  Fds still registered in the holder's epoll/kqueue set are reclaimed too (watched: reclaim), replaced by %s (watched_method %s) with their registrations moved.",
+			replacementText[d.WatchedMethod], d.WatchedMethod)
 	} else {
 		w("  Fds still registered in the holder's epoll/kqueue set are skipped (watched: skip).")
 	}
@@ -158,4 +162,9 @@ func (r Rule) exactTerminalServer() string {
 		}
 	}
 	return ""
+}
+
+var replacementText = map[string]string{
+	MethodHangup: "a hung-up pipe",
+	MethodQuiet:  "a silent socket",
 }

@@ -37,6 +37,8 @@ type Decision struct {
 	// its executable's base name or its executable path. Only such a rule
 	// lifts the built-in protection of a terminal server.
 	Exact bool
+	// WatchedMethod is the allow rule's watched_method, "" for the default.
+	WatchedMethod string
 }
 
 // Decide applies the rules to s: the first matching deny rule wins, else the
@@ -63,6 +65,8 @@ func (p *Policy) Decide(s Subject) Decision {
 				Orphans:    r.Orphans,
 				Disposable: r.Disposable,
 				Exact:      r.namesExactly(s),
+
+				WatchedMethod: r.WatchedMethod,
 			}
 		}
 	}

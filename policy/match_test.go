@@ -3,6 +3,7 @@ package policy
 import (
 	"os/user"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -229,6 +230,32 @@ func TestLevelAndMinIdle(t *testing.T) {
 		}
 		if got := p.MinIdle(tt.inUse, tt.limit); got != tt.minIdle {
 			t.Errorf("MinIdle(%d, %d) = %s, want %s", tt.inUse, tt.limit, got, tt.minIdle)
+		}
+	}
+}
+
+func TestReplacement(t *testing.T) {
+	p := Default()
+	rule := Decision{Rule: "allow[0] (name: node)", Allowed: true, WatchedMethod: MethodQuiet}
+	cases := []struct {
+		watched  bool
+		d        Decision
+		override string
+		want     string
+		why      string
+	}{
+		{false, Decision{}, "", MethodDevNull, "defaults.method devnull"},
+		{false, Decision{}, MethodClose, MethodClose, "--method close"},
+		{true, Decision{}, "", MethodHangup, "defaults.watched_method hangup"},
+		{true, rule, "", MethodQuiet, "allow[0] (name: node) watched_method quiet"},
+		{true, rule, MethodDevNull, MethodQuiet, "not --method devnull"},
+		{true, Decision{}, MethodClose, MethodHangup, "not --method close"},
+		{true, rule, MethodHangup, MethodHangup, "--method hangup"},
+	}
+	for _, c := range cases {
+		got, why := p.Replacement(c.watched, c.d, c.override)
+		if got != c.want || !strings.Contains(why, c.why) {
+			t.Errorf("Replacement(%v, %+v, %q) = %q, %q; want %q, ...%q...", c.watched, c.d, c.override, got, why, c.want, c.why)
 		}
 	}
 }

@@ -16,6 +16,14 @@ import (
 const (
 	MethodDevNull = "devnull"
 	MethodClose   = "close"
+	// MethodHangup replaces the fd with the read end of a pipe whose
+	// write end is closed (EOF, POLLHUP, writes fail with EBADF), and
+	// moves its epoll registrations there: it looks like a real hang-up.
+	MethodHangup = "hangup"
+	// MethodQuiet replaces the fd with a socket whose peer stays open in
+	// the holder (pollable, never readable, writes accepted until its
+	// buffer fills), and moves its epoll registrations there.
+	MethodQuiet = "quiet"
 
 	WatchedSkip    = "skip"
 	WatchedReclaim = "reclaim"
@@ -58,11 +66,17 @@ type Defaults struct {
 	// MinIdle is how long a PTY must be unattached and idle, and the minimum
 	// age of an orphan child, before any action.
 	MinIdle time.Duration
-	// Method is MethodDevNull or MethodClose.
+	// Method is MethodDevNull, MethodClose, MethodHangup or MethodQuiet,
+	// for fds no event loop of the holder watches.
 	Method string
 	// Watched is WatchedSkip or WatchedReclaim, for fds still registered in
 	// the holder's epoll or kqueue set.
 	Watched string
+	// WatchedMethod is MethodHangup or MethodQuiet: what a watched fd is
+	// replaced with when Watched is WatchedReclaim. Never devnull or close:
+	// /dev/null cannot be polled (libuv aborts on its next epoll_ctl) and a
+	// closed number is reused.
+	WatchedMethod string
 	// MaxPerRun caps the actions on one process in one run.
 	MaxPerRun int
 }
@@ -102,6 +116,9 @@ type Rule struct {
 	PTYs       string
 	Orphans    string
 	Disposable bool
+	// WatchedMethod overrides Defaults.WatchedMethod for the processes the
+	// rule allows; "" keeps the default.
+	WatchedMethod string
 	// Line is the rule's line in the file, 0 when unknown.
 	Line int
 }
@@ -163,10 +180,11 @@ func Default() *Policy {
 	p := &Policy{
 		Version: SupportedVersion,
 		Defaults: Defaults{
-			MinIdle:   5 * time.Minute,
-			Method:    MethodDevNull,
-			Watched:   WatchedSkip,
-			MaxPerRun: 1000,
+			MinIdle:       5 * time.Minute,
+			Method:        MethodDevNull,
+			Watched:       WatchedSkip,
+			WatchedMethod: MethodHangup,
+			MaxPerRun:     1000,
 		},
 		Pressure: Pressure{
 			Warn:     80,
@@ -181,4 +199,28 @@ func Default() *Policy {
 		Source:      BuiltinSource,
 	}
 	return p
+}
+
+// Replacement says what one fd will be replaced with, and why, from the
+// policy's defaults, the matching rule and a command-line method (override,
+// "" for none). A watched fd always gets a pollable method, whatever the
+// override says.
+func (p *Policy) Replacement(watched bool, d Decision, override string) (method, why string) {
+	if !watched {
+		if override != "" {
+			return override, "unwatched: --method " + override
+		}
+		return p.Defaults.Method, "unwatched: defaults.method " + p.Defaults.Method
+	}
+	method, why = p.Defaults.WatchedMethod, "watched by its event loop: defaults.watched_method "+p.Defaults.WatchedMethod
+	if d.WatchedMethod != "" {
+		method, why = d.WatchedMethod, "watched by its event loop: "+d.Rule+" watched_method "+d.WatchedMethod
+	}
+	if override == MethodHangup || override == MethodQuiet {
+		return override, "watched by its event loop: --method " + override
+	}
+	if override != "" {
+		why += " (not --method " + override + ": the loop needs an fd it can poll)"
+	}
+	return method, why
 }

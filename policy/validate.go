@@ -21,8 +21,9 @@ func (p *Policy) Validate() error {
 		err error
 	}{
 		{"defaults.min_idle", positiveDuration(p.Defaults.MinIdle)},
-		{"defaults.method", oneOf(p.Defaults.Method, MethodDevNull, MethodClose)},
+		{"defaults.method", oneOf(p.Defaults.Method, MethodDevNull, MethodClose, MethodHangup, MethodQuiet)},
 		{"defaults.watched", oneOf(p.Defaults.Watched, WatchedSkip, WatchedReclaim)},
+		{"defaults.watched_method", oneOf(p.Defaults.WatchedMethod, MethodHangup, MethodQuiet)},
 		{"defaults.max_per_run", positiveInt(p.Defaults.MaxPerRun)},
 		{"pressure.warn", percentage(p.Pressure.Warn)},
 		{"pressure.critical", percentage(p.Pressure.Critical)},
@@ -81,8 +82,8 @@ func (p *Policy) validateRule(kind string, i int, r Rule) error {
 	if kind == "deny" {
 		// Deny rules have no actions; a stray one means the rule was meant
 		// to be an allow rule.
-		if r.PTYs != "" || r.Orphans != "" || r.Disposable {
-			return p.errorf(prefix, "%s sets ptys, orphans or disposable; deny rules match by name, exe and user only", prefix)
+		if r.PTYs != "" || r.Orphans != "" || r.Disposable || r.WatchedMethod != "" {
+			return p.errorf(prefix, "%s sets ptys, orphans, disposable or watched_method; deny rules match by name, exe and user only", prefix)
 		}
 		return nil
 	}
@@ -91,6 +92,11 @@ func (p *Policy) validateRule(kind string, i int, r Rule) error {
 	}
 	if err := oneOf(r.Orphans, OrphansKill, OrphansReport); err != nil {
 		return p.errorf(prefix+".orphans", "%s.orphans %v", prefix, err)
+	}
+	if r.WatchedMethod != "" {
+		if err := oneOf(r.WatchedMethod, MethodHangup, MethodQuiet); err != nil {
+			return p.errorf(prefix+".watched_method", "%s.watched_method %v", prefix, err)
+		}
 	}
 	return nil
 }

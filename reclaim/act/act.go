@@ -34,6 +34,11 @@ type Action struct {
 	// Frozen is how long the holder was frozen for the release this action
 	// was part of (0 for kills and skips).
 	Frozen time.Duration `json:"-"`
+	// ClosedByProgramAfter is, for an fd replaced by a pollable method, how
+	// many seconds after the release the program closed the replacement
+	// through its own code (its event loop saw the hang-up); null when it
+	// did not within the short follow-up check.
+	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
 }
 
 // Platform does the work that needs the operating system.

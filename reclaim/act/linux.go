@@ -19,6 +19,10 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
+// followUp is how long a release watches whether the program closes the
+// replacement of a watched fd by itself.
+const followUp = 200 * time.Millisecond
+
 // Linux releases fds with the ptrace injector and ends orphans through
 // pidfds.
 type Linux struct {
@@ -139,9 +143,12 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		return nil
 	}
-	method := inject.Method(items[0].Method)
+	methods := make(map[int]inject.Method, len(items))
+	for _, it := range items {
+		methods[it.FD] = inject.Method(it.Method)
+	}
 	rep, err := inject.Reclaim(ctx, inject.Target{
-		PID: p.PID, StartTime: p.StartTime, FDs: fds, Method: method, Precheck: precheck, Recheck: recheck,
+		PID: p.PID, StartTime: p.StartTime, FDs: fds, Methods: methods, Precheck: precheck, Recheck: recheck,
 	}, log)
 	if err != nil {
 		return fail(err.Error())
@@ -149,6 +156,14 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	results := make(map[int]inject.FDResult, len(rep.FDs))
 	for _, r := range rep.FDs {
 		results[r.FD] = r
+	}
+	// A short follow-up: did the program close the replacement itself?
+	var closedAfter map[int]time.Duration
+	for _, r := range rep.FDs {
+		if r.Result == inject.ResultDone && inject.Method(r.Method).Pollable() {
+			closedAfter = inject.ClosedByProgram(p.PID, rep.FDs, followUp)
+			break
+		}
 	}
 	out := make([]Action, 0, len(items))
 	for _, it := range items {
@@ -159,6 +174,10 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 		}
 		a := NewAction(it, r.Result, r.Reason)
 		a.Method = string(r.Method)
+		if d, ok := closedAfter[it.FD]; ok {
+			secs := d.Seconds()
+			a.ClosedByProgramAfter = &secs
+		}
 		out = append(out, a)
 	}
 	for _, n := range rep.Notes {

@@ -1,5 +1,6 @@
 /* heartbeat: a target for the release benchmark. Opens argv[1] leaked PTY
- * masters and starts argv[2] busy threads, plus one heartbeat thread that
+ * masters (all in one epoll set when argv[3] is "watched") and starts
+ * argv[2] busy threads, plus one heartbeat thread that
  * wakes every 200 us and records the largest gap between two wake-ups: how
  * long the process was frozen, seen from inside. Prints "ready"; then on
  * each stdin line "gap" prints the largest gap in microseconds since the
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,14 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < n; i++) {
 		fds[i] = posix_openpt(O_RDWR | O_NOCTTY);
 		if (fds[i] < 0 || grantpt(fds[i]) || unlockpt(fds[i])) { perror("posix_openpt"); return 1; }
+	}
+	if (argc > 3 && !strcmp(argv[3], "watched")) {
+		/* Watched: every master in one epoll set, as an event loop has. */
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		for (int i = 0; i < n; i++) {
+			struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (unsigned)fds[i]};
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev)) { perror("epoll_ctl"); return 1; }
+		}
 	}
 	pthread_t t;
 	pthread_create(&t, NULL, beat, NULL);

@@ -2,7 +2,9 @@
 # Releases N leaked masters from a multi-threaded target with ptyreclaim, and
 # closes the same N fds of an identical target with one batch gdb session,
 # in one run; prints total times, the longest freeze seen from inside each
-# target (its heartbeat gap) and the ratio.
+# target (its heartbeat gap) and the ratio. ptyreclaim runs twice: on
+# unwatched masters (method devnull) and on masters watched in an epoll set
+# (watched: reclaim, watched_method hangup: epoll DEL, dup3, epoll ADD).
 #
 #   sudo bash reclaim/bench/release.sh [N] [THREADS] [RUNS]
 #
@@ -17,19 +19,22 @@ for tool in gcc gdb python3 go; do
 done
 [ "$(id -u)" = 0 ] || { echo "release.sh: run as root" >&2; exit 2; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The policy must sit in a root-owned directory chain: /run, not /tmp.
+pol=$(mktemp -d /run/ptyreclaim-bench.XXXXXX)
+trap 'rm -rf "$work" "$pol"' EXIT
+printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: hangup\n' >"$pol/policy.yaml"
 go build -o "$work/ptyreclaim" ./cmd/ptyreclaim
 gcc -O2 -pthread -o "$work/heartbeat" reclaim/bench/heartbeat.c
 
-python3 - "$work" "$n" "$threads" "$runs" <<'PY'
+python3 - "$work" "$n" "$threads" "$runs" "$pol/policy.yaml" <<'PY'
 import json, os, statistics, subprocess, sys, time
-work, n, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+work, n, threads, runs, policy = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 
 def pty_nr():
     return int(open("/proc/sys/kernel/pty/nr").read())
 
-def start():
-    p = subprocess.Popen([f"{work}/heartbeat", str(n), str(threads)], stdin=subprocess.PIPE,
+def start(mode="unwatched"):
+    p = subprocess.Popen([f"{work}/heartbeat", str(n), str(threads), mode], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, bufsize=1)
     assert p.stdout.readline().strip() == "ready"
     time.sleep(0.3)
@@ -49,24 +54,25 @@ def masters(pid):
             pass
     return sorted(fds)
 
-rows = {"ptyreclaim": [], "gdb": []}
+rows = {"ptyreclaim": [], "ptyreclaim-watched-hangup": [], "gdb": []}
 for run in range(runs):
-    # ptyreclaim
-    p = start()
-    base_gap = ask(p, "gap")
-    before = pty_nr()
-    t = time.perf_counter()
-    r = subprocess.run([f"{work}/ptyreclaim", "release", "--pid", str(p.pid), "--min-idle", "0s", "--yes",
-                        "--json", "--log-level", "info", "--log-format", "json"], capture_output=True, text=True)
-    total = time.perf_counter() - t
-    if r.returncode != 0:
-        sys.exit(f"ptyreclaim release failed: {r.stderr}")
-    frozen = max(json.loads(l).get("frozen", 0) for l in r.stderr.splitlines() if l.startswith("{"))
-    gap = ask(p, "gap")
-    left = ask(p, "fds")
-    dropped = before - pty_nr()
-    p.kill(); p.wait()
-    rows["ptyreclaim"].append((total, gap, frozen, base_gap, dropped, left))
+    for tool, mode, extra in (("ptyreclaim", "unwatched", []),
+                              ("ptyreclaim-watched-hangup", "watched", ["--policy", policy])):
+        p = start(mode)
+        base_gap = ask(p, "gap")
+        before = pty_nr()
+        t = time.perf_counter()
+        r = subprocess.run([f"{work}/ptyreclaim", "release", "--pid", str(p.pid), "--min-idle", "0s", "--yes",
+                            "--json", "--log-level", "info", "--log-format", "json"] + extra, capture_output=True, text=True)
+        total = time.perf_counter() - t
+        if r.returncode != 0:
+            sys.exit(f"ptyreclaim release failed: {r.stderr}")
+        frozen = max(json.loads(l).get("frozen", 0) for l in r.stderr.splitlines() if l.startswith("{"))
+        gap = ask(p, "gap")
+        left = ask(p, "fds")
+        dropped = before - pty_nr()
+        p.kill(); p.wait()
+        rows[tool].append((total, gap, frozen, base_gap, dropped, left))
 
     # gdb, one batch session closing the same fds
     p = start()
@@ -95,10 +101,12 @@ for tool, rs in rows.items():
     base = statistics.median(r[3] for r in rs) / 1000
     med[tool] = (total, gap)
     extra = ""
-    if tool == "ptyreclaim":
+    if tool.startswith("ptyreclaim"):
         extra = f", frozen (ptyreclaim's own figure) {statistics.median(r[2] for r in rs)*1000:.1f} ms"
-    print(f"{tool:10s} total {total*1000:8.1f} ms, longest heartbeat gap {gap:8.1f} ms "
+    print(f"{tool:26s} total {total*1000:8.1f} ms, longest heartbeat gap {gap:8.1f} ms "
           f"(baseline {base:.1f} ms){extra}; PTYs freed {[r[4] for r in rs]}, masters left {[r[5] for r in rs]}")
 print(f"ratio gdb/ptyreclaim total time: {med['gdb'][0]/med['ptyreclaim'][0]:.1f}x   (goal >= 20x)")
+print(f"ratio gdb/ptyreclaim (watched, hangup) total time: {med['gdb'][0]/med['ptyreclaim-watched-hangup'][0]:.1f}x")
 print(f"target frozen (heartbeat gap) with ptyreclaim: {med['ptyreclaim'][1]:.1f} ms   (goal < 20 ms)")
+print(f"target frozen (heartbeat gap) with ptyreclaim, watched + hangup: {med['ptyreclaim-watched-hangup'][1]:.1f} ms")
 PY

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,7 +76,18 @@ func program(t testing.TB, name string) string {
 			cmd.Dir = src
 			cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "GOWORK=off")
 		default:
-			cmd = exec.Command("gcc", "-O1", "-Wall", "-pthread", "-o", b.path, "testdata/"+name+".c")
+			args := []string{"-O1", "-Wall", "-pthread", "-o", b.path, "testdata/" + name + ".c"}
+			if runtime.GOARCH == "amd64" {
+				// filtered.c pushes registers in inline asm.
+				args = append([]string{"-mno-red-zone"}, args...)
+			}
+			switch name {
+			case "uvloop":
+				args = append(args, "-luv")
+			case "evloop":
+				args = append(args, "-lev")
+			}
+			cmd = exec.Command("gcc", args...)
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("building %s: %v\n%s", name, err, out)

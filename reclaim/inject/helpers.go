@@ -5,6 +5,7 @@ package inject
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -19,7 +20,12 @@ type abi struct {
 	close          uint64
 	mmap           uint64
 	munmap         uint64
+	pipe2          uint64
+	socketpair     uint64
+	epollCtl       uint64
 	restartSyscall uint64
+	// epollEventSize is sizeof(struct epoll_event): packed on x86-64.
+	epollEventSize int
 	// insn is the syscall instruction; insnAlign is where it may start.
 	insn      []byte
 	insnAlign uint64
@@ -27,16 +33,18 @@ type abi struct {
 
 var abiAMD64 = abi{
 	name: "amd64", openat: 257, dup3: 292, close: 3, mmap: 9, munmap: 11,
-	restartSyscall: 219,
-	insn:           []byte{0x0f, 0x05}, // syscall
-	insnAlign:      1,
+	pipe2: 293, socketpair: 53, epollCtl: 233,
+	restartSyscall: 219, epollEventSize: 12,
+	insn:      []byte{0x0f, 0x05}, // syscall
+	insnAlign: 1,
 }
 
 var abiARM64 = abi{
 	name: "arm64", openat: 56, dup3: 24, close: 57, mmap: 222, munmap: 215,
-	restartSyscall: 128,
-	insn:           []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
-	insnAlign:      4,
+	pipe2: 59, socketpair: 199, epollCtl: 21,
+	restartSyscall: 128, epollEventSize: 16,
+	insn:      []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
+	insnAlign: 4,
 }
 
 // Kernel-internal restart codes a thread stopped inside a syscall may hold.
@@ -51,7 +59,15 @@ const (
 const (
 	oRDWR       = 0x2
 	oNOCTTY     = 0x100
-	oCLOEXEC    = 0x80000     // 02000000 octal
+	oCLOEXEC    = 0x80000 // 02000000 octal
+	oNONBLOCK   = 0x800   // 04000 octal
+	afUNIX      = 1
+	sockSTREAM  = 1
+	epollCtlAdd = 1
+	epollCtlDel = 2
+	// epollWakeup is dropped by the kernel without CAP_BLOCK_SUSPEND, so
+	// a re-registration is compared without it.
+	epollWakeup = 1 << 29
 	atFDCWD     = ^uint64(99) // -100
 	protRW      = 0x3
 	mapPrivAnon = 0x22 // MAP_PRIVATE|MAP_ANONYMOUS
@@ -201,4 +217,107 @@ func (r *arm64Regs) prepareSyscall(pc, nr uint64, args [6]uint64) {
 	r.Pc = pc
 	r.Regs[8] = nr
 	copy(r.Regs[0:6], args[:])
+}
+
+// epollReg is one registration listed in an epoll fd's fdinfo.
+type epollReg struct {
+	efd    int // the epoll fd, in the target
+	tfd    int
+	events uint32
+	data   uint64
+	ino    uint64
+	slot   int // its struct epoll_event in the scratch mapping
+}
+
+// parseEpollRegs reads the "tfd:" lines of an epoll fd's fdinfo:
+// "tfd:        5 events:       19 data:                5  pos:0 ino:3 sdev:d".
+// A line that does not parse is an error: acting on a half-read set of
+// registrations would leave one stale.
+func parseEpollRegs(efd int, data []byte) ([]epollReg, error) {
+	var out []epollReg
+	for _, line := range strings.Split(string(data), "\n") {
+		rest, ok := strings.CutPrefix(line, "tfd:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 5 || f[1] != "events:" || f[3] != "data:" {
+			return nil, fmt.Errorf("bad epoll line %q", line)
+		}
+		tfd, err := strconv.Atoi(f[0])
+		if err != nil || tfd < 0 {
+			return nil, fmt.Errorf("bad tfd in %q", line)
+		}
+		ev, err := strconv.ParseUint(f[2], 16, 32)
+		if err != nil {
+			return nil, fmt.Errorf("bad events in %q", line)
+		}
+		d, err := strconv.ParseUint(f[4], 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad data in %q", line)
+		}
+		r := epollReg{efd: efd, tfd: tfd, events: uint32(ev), data: d}
+		for _, kv := range f[5:] {
+			if v, ok := strings.CutPrefix(kv, "ino:"); ok {
+				if r.ino, err = strconv.ParseUint(v, 16, 64); err != nil {
+					return nil, fmt.Errorf("bad ino in %q", line)
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// epollEvent encodes a struct epoll_event for the ABI.
+func epollEvent(a abi, events uint32, data uint64) []byte {
+	b := make([]byte, a.epollEventSize)
+	binary.LittleEndian.PutUint32(b, events)
+	binary.LittleEndian.PutUint64(b[a.epollEventSize-8:], data)
+	return b
+}
+
+// fuseOnPath reports whether any mount that the lookup of path crosses in
+// a /proc/PID/mountinfo is a FUSE file system: opening path there could
+// wait forever on a user's server. A line that does not parse counts as
+// FUSE, to be safe.
+func fuseOnPath(mountinfo []byte, path string) bool {
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		if line == "" {
+			continue
+		}
+		pre, post, ok := strings.Cut(line, " - ")
+		f := strings.Fields(pre)
+		g := strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 {
+			return true
+		}
+		mp := unescapeMount(f[4])
+		if mp != "/" && mp != path && !strings.HasPrefix(path, mp+"/") {
+			continue
+		}
+		if fs := g[0]; fs == "fuse" || fs == "fuseblk" || strings.HasPrefix(fs, "fuse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -181,3 +181,81 @@ func TestARM64Regs(t *testing.T) {
 		t.Error("short register set not seen")
 	}
 }
+
+func TestParseEpollRegs(t *testing.T) {
+	in := "pos:\t0\nflags:\t02000002\nmnt_id:\t17\nino:\t1038\n" +
+		"tfd:        0 events:       19 data:        100000000  pos:0 ino:63f1e sdev:f\n" +
+		"tfd:        7 events: 80000019 data: feed000000000007  pos:0 ino:5a sdev:6\n"
+	got, err := parseEpollRegs(3, []byte(in))
+	want := []epollReg{{efd: 3, tfd: 0, events: 0x19, data: 0x100000000, ino: 0x63f1e}, {efd: 3, tfd: 7, events: 0x80000019, data: 0xfeed000000000007, ino: 0x5a}}
+	if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	for _, bad := range []string{
+		"tfd: x events: 19 data: 1\n",
+		"tfd: 3 events: zz data: 1\n",
+		"tfd: 3 events: 19 data: -1\n",
+		"tfd: 3 events: 19\n",
+		"tfd: 3 events: 19 data: 1 ino:zz\n",
+	} {
+		if _, err := parseEpollRegs(3, []byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if got, err := parseEpollRegs(3, []byte("flags: 0\n")); err != nil || len(got) != 0 {
+		t.Errorf("no registrations: %v %v", got, err)
+	}
+}
+
+func TestFuseOnPath(t *testing.T) {
+	root := "22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw\n"
+	dev := "23 22 0:5 / /dev rw,nosuid - devtmpfs udev rw\n"
+	cases := []struct {
+		name, mi string
+		want     bool
+	}{
+		{"plain", root + dev, false},
+		{"fuse /dev", root + "23 22 0:50 / /dev rw - fuse.evil evil rw\n", true},
+		{"fuse /dev/null bind", root + dev + "24 23 0:51 /x /dev/null rw - fuse.sshfs a rw\n", true},
+		{"fuse root", "22 1 0:21 / / rw - fuse.rootfs r rw\n" + dev, true},
+		{"fuse elsewhere", root + dev + "25 22 0:52 / /mnt/dev rw - fuse x rw\n", false},
+		{"fuse /devices", root + dev + "25 22 0:52 / /devices rw - fuseblk x rw\n", false},
+		{"escaped", root + "26 22 0:53 / /dev\\040x rw - fuse y rw\n", false},
+		{"garbage", root + "nonsense\n", true},
+	}
+	for _, c := range cases {
+		if got := fuseOnPath([]byte(c.mi), "/dev/null"); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if unescapeMount(`/a\040b\\c`) != `/a b\\c` {
+		t.Errorf("unescape: %q", unescapeMount(`/a\040b\\c`))
+	}
+}
+
+func TestEpollEvent(t *testing.T) {
+	b := epollEvent(abiAMD64, 0x80000019, 0x1122334455667788)
+	if len(b) != 12 || b[0] != 0x19 || b[3] != 0x80 || b[4] != 0x88 || b[11] != 0x11 {
+		t.Errorf("amd64 % x", b)
+	}
+	b = epollEvent(abiARM64, 1, 2)
+	if len(b) != 16 || b[0] != 1 || b[8] != 2 {
+		t.Errorf("arm64 % x", b)
+	}
+}
+
+func FuzzParseEpollRegs(f *testing.F) {
+	f.Add([]byte("tfd:        7 events: 80000019 data: feed000000000007  pos:0 ino:5a sdev:6\n"))
+	f.Add([]byte("flags: 02\ntfd: 1 events: 1 data: 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		regs, err := parseEpollRegs(1, b)
+		if err == nil {
+			for _, r := range regs {
+				if r.tfd < 0 || r.efd != 1 {
+					t.Fatalf("%+v", r)
+				}
+			}
+		}
+		fuseOnPath(b, "/dev/null")
+	})
+}

@@ -21,6 +21,45 @@ const (
 	MethodDevNull Method = "devnull"
 	// MethodClose closes the fd.
 	MethodClose Method = "close"
+	// MethodHangup points the fd at the read end of a pipe whose write end
+	// is closed: reads return EOF, poll reports POLLHUP, writes fail with
+	// EBADF (never SIGPIPE). To an event loop it looks like a real hang-up,
+	// so the program runs its own close path. Every epoll registration of
+	// the old file in the process is moved to it, with the same events and
+	// data.
+	MethodHangup Method = "hangup"
+	// MethodQuiet points the fd at one end of a Unix stream socket pair
+	// whose other end stays open, hidden, in the target: pollable, never
+	// readable, writes accepted until the socket buffer is full (then it
+	// blocks or says EAGAIN, like a terminal nobody reads). Epoll
+	// registrations are moved as for MethodHangup. It costs the target one
+	// extra fd per release.
+	MethodQuiet Method = "quiet"
+)
+
+// Pollable reports whether m leaves an fd that epoll accepts, the only
+// kind a watched fd may get.
+func (m Method) Pollable() bool { return m == MethodHangup || m == MethodQuiet }
+
+// Valid reports whether m is a known method.
+func (m Method) Valid() bool {
+	return m == MethodDevNull || m == MethodClose || m.Pollable()
+}
+
+// Values of Report.Restore.
+const (
+	// RestoreUntouched: nothing was written to the target.
+	RestoreUntouched = "untouched"
+	// RestoreDone: the injecting thread's registers and signal mask were
+	// put back exactly as saved.
+	RestoreDone = "restored"
+	// RestoreNotDone: the thread could not be restored (it is still inside
+	// an injected call that did not return and did not stop when
+	// interrupted, or setting its registers failed). The error says what
+	// state it was left in.
+	RestoreNotDone = "not restored"
+	// RestoreGone: the target exited during the release.
+	RestoreGone = "exited"
 )
 
 // Per-fd outcomes in FDResult.Result.
@@ -40,6 +79,10 @@ type Target struct {
 	FDs       []int
 	// Method defaults to MethodDevNull.
 	Method Method
+	// Methods, when it names an fd, overrides Method for that fd (watched
+	// fds get a pollable method, the others devnull or close). Fds that
+	// share one open file must be given the same method.
+	Methods map[int]Method
 	// Precheck, if set, runs before the freeze on our reference copy of each
 	// fd (which the freeze will prove is still the fd): checks that need no
 	// freeze belong here, to keep the freeze short. An error skips the fd.
@@ -55,7 +98,14 @@ type Target struct {
 	// uninterruptible sleep that does not stop in time aborts the release.
 	// Zero means DefaultStopTimeout.
 	StopTimeout time.Duration
+	// CallTimeout bounds one injected call (a seccomp supervisor or a FUSE
+	// server may never answer); the thread is then interrupted, and
+	// restored if it stops. Zero means DefaultCallTimeout.
+	CallTimeout time.Duration
 }
+
+// DefaultCallTimeout is the call deadline used when Target.CallTimeout is 0.
+const DefaultCallTimeout = 10 * time.Second
 
 // DefaultStopTimeout is the stop deadline used when Target.StopTimeout is 0.
 const DefaultStopTimeout = 2 * time.Second
@@ -69,6 +119,12 @@ type FDResult struct {
 	// Reason is empty when done as asked; otherwise why it was skipped or
 	// failed, or what changed ("fell back to close: target at its fd limit").
 	Reason string
+	// Replacement is what the fd names after a done release other than
+	// close, as /proc/PID/fd shows it ("/dev/null", "pipe:[123]",
+	// "socket:[456]"), proven by kcmp against our own copy.
+	Replacement string
+	// Epoll is how many epoll registrations were moved to the replacement.
+	Epoll int
 }
 
 // Report says what one Reclaim did.
@@ -78,6 +134,10 @@ type Report struct {
 	Threads int
 	// Frozen runs from the first thread stopped to the last one detached.
 	Frozen time.Duration
+	// Restore says whether the injecting thread was put back exactly
+	// (RestoreUntouched, RestoreDone, RestoreNotDone, RestoreGone). Never
+	// RestoreDone unless setting its registers and mask succeeded.
+	Restore string
 	// Notes are remarks a person should see (signals passed on, a scratch
 	// page that could not be unmapped, ...).
 	Notes []string

@@ -20,10 +20,10 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
-const kcmpFile = 0 // KCMP_FILE
-
-// callTimeout bounds one injected call; none of them can block for long.
-const callTimeout = 10 * time.Second
+const (
+	kcmpFile     = 0 // KCMP_FILE
+	kcmpEpollTFD = 7 // KCMP_EPOLL_TFD
+)
 
 func procPath(pid int, name string) string {
 	return "/proc/" + strconv.Itoa(pid) + "/" + name
@@ -103,17 +103,23 @@ func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 		method = MethodDevNull
 	}
 	fds := dedupeFDs(t.FDs)
-	rep := Report{FDs: make([]FDResult, len(fds))}
+	rep := Report{FDs: make([]FDResult, len(fds)), Restore: RestoreUntouched}
 	for i, fd := range fds {
-		rep.FDs[i] = FDResult{FD: fd, Result: ResultSkipped, Method: method, Reason: "not attempted"}
+		m := method
+		if fm, ok := t.Methods[fd]; ok && fm != "" {
+			m = fm
+		}
+		rep.FDs[i] = FDResult{FD: fd, Result: ResultSkipped, Method: m, Reason: "not attempted"}
 	}
-	if method != MethodDevNull && method != MethodClose {
-		return rep, fmt.Errorf("unknown method %q", method)
+	for _, f := range rep.FDs {
+		if !f.Method.Valid() {
+			return rep, fmt.Errorf("unknown method %q", f.Method)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("pid %d: %w", t.PID, err)
 	}
-	st, err := preflight(t.PID)
+	_, err := preflight(t.PID)
 	if err != nil {
 		return rep, err
 	}
@@ -131,7 +137,7 @@ func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 		// thread is never unlocked: if a thread of the target could not be
 		// detached, this OS thread's exit makes the kernel detach it.
 		runtime.LockOSThread()
-		r := &run{t: t, method: method, seccomp: st.Seccomp, log: log, rep: &rep}
+		r := &run{t: t, method: method, log: log, rep: &rep}
 		err := r.do(ctx)
 		if err != nil && processDying(t.PID) {
 			// Whatever failed, the one useful fact is that it is gone.
@@ -167,18 +173,21 @@ func processDying(pid int) bool {
 
 // run is one Reclaim on its locked OS thread.
 type run struct {
-	t       Target
-	method  Method
-	seccomp int
-	// closeReason says why close is used when devnull was asked for.
-	closeReason string
-	log         *zap.Logger
-	rep         *Report
-	pidfd       int
+	t      Target
+	method Method
+	// suspended: the injecting thread's seccomp filter is suspended;
+	// filtered: it has one (suspended or not), so calls may be trapped.
+	suspended, filtered bool
+	log                 *zap.Logger
+	rep                 *Report
+	pidfd               int
 	// copies maps each candidate fd to our pidfd_getfd copy of it.
 	copies     map[int]int
 	tr         *tracer
 	stragglers []int
+
+	// groups are the pending fds by open file, before the freeze.
+	groups []*group
 
 	// Set up for the injection.
 	tid     int
@@ -186,6 +195,13 @@ type run struct {
 	orig    regs // saved registers as found
 	insn    uint64
 	resumed bool // the thread has left its interrupt stop
+	page    uint64
+	pageLen uint64
+	repls   []*replacement
+	// stuck: the thread is inside a call that neither returned nor
+	// stopped when interrupted; it cannot be restored.
+	stuck    bool
+	lastCall string
 }
 
 func (r *run) result(fd int) *FDResult {
@@ -226,16 +242,6 @@ func (r *run) do(ctx context.Context) error {
 	defer unix.Close(pidfd)
 	if err := r.checkStartTime(); err != nil {
 		return err
-	}
-	if r.seccomp == 2 && r.method == MethodDevNull {
-		// A filter may forbid mmap or openat, and some filters kill: keep
-		// to the one call every filter allows.
-		r.method = MethodClose
-		r.closeReason = "closed instead of /dev/null: the target has a seccomp filter"
-		for i := range r.rep.FDs {
-			r.rep.FDs[i].Method = MethodClose
-		}
-		r.rep.Notes = append(r.rep.Notes, "target has a seccomp filter: closing instead of pointing at /dev/null")
 	}
 
 	// Reference copies: they keep each PTY alive until the target has been
@@ -278,6 +284,7 @@ func (r *run) do(ctx context.Context) error {
 	if len(r.pending()) == 0 {
 		return nil
 	}
+	r.groups = r.groupByFile(r.pending())
 	if err := ctx.Err(); err != nil {
 		r.skipPending("cancelled")
 		return fmt.Errorf("pid %d: %w", pid, err)
@@ -374,13 +381,28 @@ func isPTY(fd int) bool {
 }
 
 // pickThread chooses the stopped thread that runs the calls, leader first,
-// and saves its registers.
+// and saves its registers. A thread with a seccomp filter is used only when
+// the filter can be suspended for it (PTRACE_O_SUSPEND_SECCOMP): a filter
+// may trap, fail, hand to a supervisor, or kill on any call we inject, and
+// a kill cannot be undone.
 func (r *run) pickThread() error {
 	order := append([]int{r.t.PID}, r.tr.order...)
+	var filtered []string
 	for _, tid := range order {
 		th := r.tr.threads[tid]
 		if th == nil || th.state != stopped {
 			continue
+		}
+		if mode := r.tr.seccompMode(tid); mode != 0 {
+			if mode != 2 {
+				filtered = append(filtered, fmt.Sprintf("thread %d runs in strict seccomp", tid))
+				continue
+			}
+			if err := suspendSeccomp(tid); err != nil {
+				filtered = append(filtered, fmt.Sprintf("thread %d has a seccomp filter that cannot be suspended (%v)", tid, err))
+				continue
+			}
+			r.suspended, r.filtered = true, true
 		}
 		regs, err := getRegs(tid)
 		if errors.Is(err, errCompat) {
@@ -395,7 +417,19 @@ func (r *run) pickThread() error {
 		}
 		return nil
 	}
+	if len(filtered) > 0 {
+		return fmt.Errorf("pid %d: %s: an injected call could be trapped or kill it (suspending needs CAP_SYS_ADMIN and no seccomp filter on ptyreclaim itself); released it untouched",
+			r.t.PID, filtered[0])
+	}
 	return fmt.Errorf("pid %d has no stopped thread to work through", r.t.PID)
+}
+
+// suspendSeccomp turns the target thread's seccomp filters off while we
+// trace it (the kernel turns them on again at detach). A variable so that
+// tests can drive the filters' traps, errors and supervisors through the
+// injector's other defences.
+var suspendSeccomp = func(tid int) error {
+	return ptraceRaw(unix.PTRACE_SETOPTIONS, tid, 0, seizeOptions|unix.PTRACE_O_SUSPEND_SECCOMP)
 }
 
 // verification proves, under the freeze, that each fd number still names
@@ -413,6 +447,7 @@ type verification struct {
 type verdict struct {
 	reason  string // empty when the fd may be released
 	cloexec bool
+	flags   uint32 // the open file's status flags (O_NONBLOCK)
 }
 
 // get waits for and returns the verdict on the i-th pending fd.
@@ -447,7 +482,7 @@ func (r *run) startVerify(fds []int) (*verification, error) {
 			defer v.wg.Done()
 			buf := make([]byte, 512)
 			for i := w; i < len(fds); i += workers {
-				v.verdicts[i].reason, v.verdicts[i].cloexec = r.verifyOne(fds[i], fdinfo, buf)
+				v.verdicts[i] = r.verifyOne(fds[i], fdinfo, buf)
 				close(v.ready[i])
 			}
 		}()
@@ -457,31 +492,31 @@ func (r *run) startVerify(fds []int) (*verification, error) {
 
 // verifyOne checks one fd under the freeze; reason is empty when it may be
 // released.
-func (r *run) verifyOne(fd, fdinfo int, buf []byte) (reason string, cloexec bool) {
+func (r *run) verifyOne(fd, fdinfo int, buf []byte) verdict {
 	c := r.copies[fd]
 	res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
 	switch {
 	case e == unix.EBADF:
-		return fmt.Sprintf("fd %d was closed meanwhile", fd), false
+		return verdict{reason: fmt.Sprintf("fd %d was closed meanwhile", fd)}
 	case e != 0:
-		return fmt.Sprintf("cannot compare fd %d: %v", fd, e), false
+		return verdict{reason: fmt.Sprintf("cannot compare fd %d: %v", fd, e)}
 	case res != 0:
-		return fmt.Sprintf("fd %d now names another file", fd), false
+		return verdict{reason: fmt.Sprintf("fd %d now names another file", fd)}
 	}
 	if r.t.Recheck != nil {
 		if err := r.t.Recheck(fd, c); err != nil {
-			return err.Error(), false
+			return verdict{reason: err.Error()}
 		}
 	}
 	data, err := readSmallAt(fdinfo, strconv.Itoa(fd), buf)
 	if err != nil {
-		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
+		return verdict{reason: fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err)}
 	}
 	fi, err := procfs.ParseFDInfo(data)
 	if err != nil {
-		return fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err), false
+		return verdict{reason: fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err)}
 	}
-	return "", fi.CloseOnExec()
+	return verdict{cloexec: fi.CloseOnExec(), flags: fi.Flags}
 }
 
 // readSmallAt reads a small /proc file relative to dirfd with three plain

@@ -3,6 +3,7 @@
 package inject
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -31,7 +32,15 @@ var (
 	errCompat = errors.New("32-bit (compat) thread")
 	// errGone means the target exited under us.
 	errGone = errors.New("target exited")
+	// errCallTimeout: an injected call did not return in time.
+	errCallTimeout = errors.New("an injected call did not return in time")
+	// errNotStopped: a thread did not stop when interrupted.
+	errNotStopped = errors.New("the thread did not stop when interrupted")
 )
+
+// sysSeccomp is si_code SYS_SECCOMP: a SIGSYS raised by a seccomp filter's
+// RET_TRAP for the call just made.
+const sysSeccomp = 1
 
 type threadState int
 
@@ -64,6 +73,9 @@ type tracer struct {
 	// unblockable ones can arrive then); they are raised again after detach.
 	resignal []pendingSignal
 	notes    []string
+	// trapped counts SIGSYS signals that the target's seccomp filter
+	// raised for our calls and that were dropped.
+	trapped int
 }
 
 type pendingSignal struct {
@@ -147,6 +159,20 @@ func (t *tracer) exiting(tid int) bool {
 		return true
 	}
 	return false
+}
+
+// seccompMode reads a thread's Seccomp field (filters are per thread);
+// unreadable counts as filtered.
+func (t *tracer) seccompMode(tid int) int {
+	data, err := os.ReadFile(taskFile(t.pid, tid, "status"))
+	if err != nil {
+		return 2
+	}
+	st, err := procfs.ParseStatus(data)
+	if err != nil {
+		return 2
+	}
+	return st.Seccomp
 }
 
 func (t *tracer) tracedByUs(tid int) bool {
@@ -372,7 +398,7 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 			return err
 		case wpid == 0:
 			if time.Now().After(deadline) {
-				return fmt.Errorf("thread %d of pid %d did not finish an injected call in time", tid, t.pid)
+				return errCallTimeout
 			}
 			if time.Now().Before(spinUntil) {
 				// The woken tracee often waits for this very CPU: give
@@ -405,11 +431,7 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 			return fmt.Errorf("thread %d of pid %d keeps stopping unexpectedly", tid, t.pid)
 		}
 		if uint32(ws)>>16 == 0 && sig != unix.SIGTRAP {
-			if sig == unix.SIGSYS {
-				t.notes = append(t.notes, "an injected call was refused by the target's seccomp filter (SIGSYS withheld)")
-			} else {
-				t.resignal = append(t.resignal, pendingSignal{tid: tid, sig: sig})
-			}
+			t.withhold(tid, sig)
 		}
 		if err := unix.PtraceSyscall(tid, 0); err != nil {
 			if errors.Is(err, unix.ESRCH) {
@@ -417,6 +439,178 @@ func (t *tracer) syscallStop(tid int, deadline time.Time) error {
 			}
 			return err
 		}
+	}
+}
+
+// withhold takes a signal off a thread at its signal-delivery stop. A
+// SIGSYS that a seccomp filter raised for our own call is dropped (it is
+// not the program's); any other signal is raised again after detach.
+func (t *tracer) withhold(tid int, sig unix.Signal) {
+	if sig == unix.SIGSYS && sigCode(tid) == sysSeccomp {
+		t.trapped++
+		return
+	}
+	t.resignal = append(t.resignal, pendingSignal{tid: tid, sig: sig})
+}
+
+// sigCode returns si_code of the signal a thread is stopped for, -1 if
+// unknown.
+func sigCode(tid int) int32 {
+	var si [128]byte
+	if err := ptraceRaw(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&si[0]))); err != nil {
+		return -1
+	}
+	return int32(binary.LittleEndian.Uint32(si[8:12]))
+}
+
+// seccompTrapPending says whether a seccomp SIGSYS for our call waits in
+// the thread's private queue (RET_TRAP raises it at the syscall's exit, to
+// be delivered on the way back to user space: after our last call, that
+// would be the program's handler or its death).
+func seccompTrapPending(tid int) bool {
+	args := struct {
+		off   uint64
+		flags uint32
+		nr    int32
+	}{nr: 8}
+	var buf [8][128]byte
+	n, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_PEEKSIGINFO, uintptr(tid),
+		uintptr(unsafe.Pointer(&args)), uintptr(unsafe.Pointer(&buf[0][0])), 0, 0)
+	if e != 0 {
+		return true // cannot tell: settle, which costs two round trips
+	}
+	for i := 0; i < int(n) && i < len(buf); i++ {
+		signo := binary.LittleEndian.Uint32(buf[i][0:4])
+		code := int32(binary.LittleEndian.Uint32(buf[i][8:12]))
+		if unix.Signal(signo) == unix.SIGSYS && code == sysSeccomp {
+			return true
+		}
+	}
+	return false
+}
+
+// stopAgain brings a thread that has left its stop, or is about to,
+// back into a clean stop without letting it run any user code: interrupt,
+// resume if it is stopped (running is false), and wait. Signals on the way
+// are taken off (withhold), each with a renewed interrupt, so that the
+// kernel traps again in the same signal loop. It returns nil at an
+// interrupt stop or a syscall stop, errGone, or errNotStopped when the
+// deadline passes (a thread in an uninterruptible or killable-only wait).
+func (t *tracer) stopAgain(tid int, resume bool, deadline time.Time) error {
+	if err := unix.PtraceInterrupt(tid); err != nil {
+		if errors.Is(err, unix.ESRCH) && !resume {
+			return errGone
+		}
+		if !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+	}
+	if resume {
+		if err := unix.PtraceCont(tid, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return errGone
+			}
+			return err
+		}
+	}
+	for detours := 0; ; {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.ECHILD):
+			t.threads[tid].state = gone
+			return errGone
+		case err != nil:
+			return err
+		case wpid == 0:
+			if s := t.taskState(tid); s == "Z" || s == "X" || s == "gone" {
+				t.threads[tid].state = gone
+				return errGone
+			}
+			if time.Now().After(deadline) {
+				t.threads[tid].state = running
+				return errNotStopped
+			}
+			time.Sleep(200 * time.Microsecond)
+			continue
+		}
+		if ws.Exited() || ws.Signaled() {
+			t.threads[tid].state = gone
+			return errGone
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		sig := ws.StopSignal()
+		event := uint32(ws) >> 16
+		if event == unix.PTRACE_EVENT_STOP || sig == unix.SIGTRAP|0x80 {
+			t.threads[tid].state = stopped
+			return nil
+		}
+		if detours++; detours > 16 {
+			return fmt.Errorf("thread %d of pid %d keeps stopping unexpectedly", tid, t.pid)
+		}
+		if event == 0 && sig != unix.SIGTRAP {
+			t.withhold(tid, sig)
+		}
+		if err := unix.PtraceInterrupt(tid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+		if err := unix.PtraceCont(tid, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return errGone
+			}
+			return err
+		}
+	}
+}
+
+// deliverPending resumes a stopped thread without an interrupt, so that it
+// dequeues a pending signal before it returns to user space, and drops or
+// holds that signal at its delivery stop, then brings it back to an
+// interrupt stop.
+func (t *tracer) deliverPending(tid int, deadline time.Time) error {
+	if err := unix.PtraceCont(tid, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return errGone
+		}
+		return err
+	}
+	for {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.ECHILD):
+			t.threads[tid].state = gone
+			return errGone
+		case err != nil:
+			return err
+		case wpid == 0:
+			if time.Now().After(deadline) {
+				t.threads[tid].state = running
+				return errNotStopped
+			}
+			time.Sleep(100 * time.Microsecond)
+			continue
+		}
+		if ws.Exited() || ws.Signaled() {
+			t.threads[tid].state = gone
+			return errGone
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if sig := ws.StopSignal(); uint32(ws)>>16 == 0 && sig != unix.SIGTRAP && sig != unix.SIGTRAP|0x80 {
+			t.withhold(tid, sig)
+			return t.stopAgain(tid, true, deadline)
+		}
+		// Any other stop is already a clean one.
+		t.threads[tid].state = stopped
+		return nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -19,3 +20,6 @@ func Preflight(pid int) error {
 func Reclaim(_ context.Context, t Target, _ *zap.Logger) (Report, error) {
 	return Report{}, Preflight(t.PID)
 }
+
+// ClosedByProgram has nothing to watch where nothing can be released.
+func ClosedByProgram(int, []FDResult, time.Duration) map[int]time.Duration { return nil }

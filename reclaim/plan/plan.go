@@ -73,10 +73,6 @@ type Options struct {
 // replaced under a watched master hangs the master up, and the program's
 // loop then reads EIO forever.
 func Plan(findings []classify.Finding, o Options) []Item {
-	method := o.Method
-	if method == "" {
-		method = o.Policy.Defaults.Method
-	}
 	decisions := map[int]processDecision{}
 	context := o.Context
 	if context == nil {
@@ -98,7 +94,8 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		case it.Reason == "" && f.Kind == classify.KindOrphan:
 			it.Verdict, it.Reason = Kill, f.Evidence
 		case it.Reason == "":
-			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence+d.lifted, method
+			method, why := o.Policy.Replacement(f.Watched, d.policy, o.Method)
+			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence+d.lifted+"; "+why, method
 		}
 		items = append(items, it)
 	}
