@@ -113,7 +113,8 @@ func TestHostileNamesCannotReachTheTerminal(t *testing.T) {
 	}
 	a, exeA := startHostile(t, bin, dir, "leak\x1b]0;pwn\x07\n1 forged row", "3", hostileComm)
 	b, _ := startHostile(t, bin, dir, "tmux\x1b[5m\nforged", "2")
-	c, _ := startHostile(t, bin, dir, "cut", "1", "caf\xc3\xa9\xc3\xff") // invalid UTF-8, as a kernel cut leaves it
+	// C1 CSI, DEL, and invalid UTF-8 as a kernel cut leaves it.
+	c, _ := startHostile(t, bin, dir, "cut", "1", "\xc2\x9b31m\x7f\xc3\xff")
 	pa, pb, pc := strconv.Itoa(a.PID), strconv.Itoa(b.PID), strconv.Itoa(c.PID)
 	commB := "tmux\x1b[5m\nforged" // 15 bytes: the kernel keeps them all
 
@@ -127,7 +128,7 @@ func TestHostileNamesCannotReachTheTerminal(t *testing.T) {
 			t.Errorf("status: %d rows for pid %d, want 1:\n%s", n, pid, out)
 		}
 	}
-	if !strings.Contains(out, `\x1b[31mred`) || !strings.Contains(out, `caf`+"é"+`\xc3\xff`) {
+	if !strings.Contains(out, `\x1b[31mred`) || !strings.Contains(out, `\u009b31m\x7f`) {
 		t.Errorf("status does not show the names escaped:\n%s", out)
 	}
 
@@ -166,19 +167,24 @@ func TestHostileNamesCannotReachTheTerminal(t *testing.T) {
 		}
 	}
 
-	// The real release: a's three masters go, b (a terminal server) is
-	// skipped with its reason escaped, one line per fd.
+	// The real release: a's three masters and c's go, b (a terminal
+	// server) is skipped with its reason escaped, one line per fd; the log
+	// records on stderr, which quote every comm, are safe too.
 	before := testproc.PTYCount(t)
-	out, errs, code = run(t, "release", "--pid", pa, "--pid", pb, "--min-idle", "0s", "--yes")
+	out, errs, code = run(t, "--log-level", "info", "release", "--pid", pa, "--pid", pb, "--pid", pc, "--min-idle", "0s", "--yes")
 	if code != 0 {
 		t.Fatalf("release: exit %d: %s\n%s", code, errs, out)
 	}
 	lines = safeHuman(t, "release", out)
+	logs := safeHuman(t, "release log", strings.ReplaceAll(errs, "\t", " "))
+	if n := countContaining(logs, `\u009b31m\x7f`); n != 1 {
+		t.Errorf("release log: %d records of c's action, want 1:\n%s", n, errs)
+	}
 	if n := countPrefixed(lines, "  skipped pid "+pb+" fd "); n != 2 {
 		t.Errorf("release: %d skipped rows for pid %s, want 2:\n%s", n, pb, out)
 	}
-	if after := testproc.PTYCount(t); before-after != 3 {
-		t.Errorf("kernel PTY count %d -> %d, want a drop of 3", before, after)
+	if after := testproc.PTYCount(t); before-after != 4 {
+		t.Errorf("kernel PTY count %d -> %d, want a drop of 4", before, after)
 	}
 	echoes(t, a, "still here")
 
@@ -199,6 +205,16 @@ func countPrefixed(lines []string, prefix string) int {
 	n := 0
 	for _, l := range lines {
 		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func countContaining(lines []string, sub string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, sub) {
 			n++
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -168,6 +169,9 @@ func newLogger(g *globalOptions, w io.Writer) (*zap.Logger, error) {
 	case "console":
 		cfg := zap.NewDevelopmentEncoderConfig()
 		enc = zapcore.NewConsoleEncoder(cfg)
+		// zap escapes C0 controls in fields but lets DEL and C1 (a comm
+		// of "\u009b31m" is an 8-bit CSI) reach a terminal.
+		w = text.Writer(w)
 	case "json":
 		cfg := zap.NewProductionEncoderConfig()
 		cfg.EncodeTime = zapcore.ISO8601TimeEncoder

@@ -7,6 +7,7 @@
 package text
 
 import (
+	"io"
 	"strconv"
 	"strings"
 	"unicode"
@@ -20,6 +21,18 @@ import (
 // printed form reads back to exactly one string. Printable runes of any
 // script stay as they are.
 func Printable(s string) string {
+	return escape(s, true)
+}
+
+// Controls is Printable for text that already escapes its own backslashes
+// and quotes, such as a log line whose fields zap wrote JSON-style: it
+// escapes what a terminal could act on (and invalid UTF-8) and leaves
+// backslashes and tabs as they are.
+func Controls(s string) string {
+	return escape(s, false)
+}
+
+func escape(s string, backslash bool) string {
 	if isPlainASCII(s) {
 		return s
 	}
@@ -31,8 +44,10 @@ func Printable(s string) string {
 		case r == utf8.RuneError && size <= 1:
 			b.WriteString(`\x`)
 			b.WriteString(hex2(s[i]))
-		case r == '\\':
+		case r == '\\' && backslash:
 			b.WriteString(`\\`)
+		case r == '\t' && !backslash: // zap's console encoder separates fields with tabs
+			b.WriteByte('\t')
 		case unicode.IsPrint(r):
 			b.WriteString(s[i : i+size])
 		default:
@@ -139,4 +154,22 @@ func Pad(s string, n int) string {
 // Cell is Pad(Clip(Printable(s), n), n): one table cell of n columns.
 func Cell(s string, n int) string {
 	return Pad(Clip(Printable(s), n), n)
+}
+
+// Writer passes every line written to w through Controls, keeping the
+// newlines that end lines: for a log on a terminal. Each Write should hold
+// whole lines (zap writes one entry per call).
+func Writer(w io.Writer) io.Writer { return lineWriter{w} }
+
+type lineWriter struct{ w io.Writer }
+
+func (l lineWriter) Write(p []byte) (int, error) {
+	lines := strings.Split(string(p), "\n")
+	for i, line := range lines {
+		lines[i] = Controls(line)
+	}
+	if _, err := io.WriteString(l.w, strings.Join(lines, "\n")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

@@ -106,3 +106,16 @@ func FuzzPrintable(f *testing.F) {
 		}
 	})
 }
+
+func TestControlsAndWriter(t *testing.T) {
+	in := "comm=\"\\u001b[31m\"\tc1=\u009b31m del=\x7f bad=\xff\n"
+	var b strings.Builder
+	if _, err := Writer(&b).Write([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	want := "comm=\"\\u001b[31m\"\tc1=\\u009b31m del=\\x7f bad=\\xff\n"
+	if b.String() != want {
+		t.Errorf("Writer wrote %q, want %q", b.String(), want)
+	}
+	checkSafe(t, strings.ReplaceAll(b.String(), "\t", " "), true)
+}
