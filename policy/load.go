@@ -164,10 +164,13 @@ func modeString(mode uint32) string {
 // LoadDefault loads the policy at DefaultPath, or returns Default when that
 // file does not exist.
 func LoadDefault() (*Policy, error) {
-	return loadOrDefault(DefaultPath())
+	return LoadInstalled(DefaultPath())
 }
 
-func loadOrDefault(path string) (*Policy, error) {
+// LoadInstalled loads the policy at path, or returns Default when that
+// file does not exist: the installed policy is optional, a broken one is
+// an error.
+func LoadInstalled(path string) (*Policy, error) {
 	p, err := Load(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Default(), nil

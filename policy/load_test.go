@@ -172,18 +172,18 @@ func TestLoadMissing(t *testing.T) {
 		t.Errorf("Load(missing) = %q, want %q", err, want)
 	}
 
-	p, err := loadOrDefault(path)
+	p, err := LoadInstalled(path)
 	if err != nil {
-		t.Fatalf("loadOrDefault(missing): %v", err)
+		t.Fatalf("LoadInstalled(missing): %v", err)
 	}
 	if p.Source != BuiltinSource || len(p.Allow) != 0 || len(p.Deny) != 0 {
-		t.Errorf("loadOrDefault(missing) = %+v, want Default()", p)
+		t.Errorf("LoadInstalled(missing) = %+v, want Default()", p)
 	}
 }
 
 func TestLoadOrDefaultBadFileIsAnError(t *testing.T) {
 	path := writePolicy(t, secureDir(t), validPolicy, 1000, 0o644)
-	if _, err := loadOrDefault(path); err == nil {
+	if _, err := LoadInstalled(path); err == nil {
 		t.Error("loadOrDefault accepted a file owned by another user")
 	}
 }

@@ -224,3 +224,13 @@ func (p *Policy) Replacement(watched bool, d Decision, override string) (method,
 	}
 	return method, why
 }
+
+// CheckMethodFlag checks a --method given on the command line or in a
+// self-service request: "" (the policy's) or a method a person may ask
+// for by hand.
+func CheckMethodFlag(m string) error {
+	if m != "" && m != MethodDevNull && m != MethodClose {
+		return fmt.Errorf("--method %q: want devnull or close", m)
+	}
+	return nil
+}

@@ -41,8 +41,8 @@ type Action struct {
 	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
 }
 
-// Platform does the work that needs the operating system.
-type Platform interface {
+// Actor does the work that needs the operating system.
+type Actor interface {
 	// Reclaim releases the planned fds of one process under one freeze and
 	// returns one action per item, in order, and how long the process was
 	// frozen. It must prove, while the process is frozen, that each fd is
@@ -55,8 +55,8 @@ type Platform interface {
 
 // Executor runs plans.
 type Executor struct {
-	Log      *zap.Logger
-	Platform Platform
+	Log   *zap.Logger
+	Actor Actor
 	// Rescan, when set, reads the machine again after the releases, to
 	// prove which PTYs are freed (see confirm). Without it "done" says only
 	// that the fd itself was released. pipeline.Release always sets it.
@@ -120,7 +120,7 @@ func (e *Executor) Execute(ctx context.Context, items []plan.Item) Result {
 		}
 		// The freeze runs to its end even if ctx ends meanwhile: stopping
 		// half way would only lengthen it.
-		done, frozen := e.Platform.Reclaim(context.WithoutCancel(ctx), p, group, e.Log)
+		done, frozen := e.Actor.Reclaim(context.WithoutCancel(ctx), p, group, e.Log)
 		byFD := make(map[int]plan.Item, len(group))
 		for _, it := range group {
 			byFD[it.FD] = it
@@ -148,7 +148,7 @@ func (e *Executor) Execute(ctx context.Context, items []plan.Item) Result {
 			out = append(out, pending{a: skipped(it, "stopped before this process: "+err.Error()), it: it, log: true})
 			continue
 		}
-		out = append(out, pending{a: e.Platform.Kill(context.WithoutCancel(ctx), it, e.Log), it: it, log: true})
+		out = append(out, pending{a: e.Actor.Kill(context.WithoutCancel(ctx), it, e.Log), it: it, log: true})
 	}
 	res := Result{Actions: make([]Action, 0, len(out)), Freed: freed}
 	for _, pa := range out {

@@ -28,7 +28,7 @@ type Darwin struct {
 	actor *macActor
 }
 
-var _ Platform = (*Darwin)(nil)
+var _ Actor = (*Darwin)(nil)
 
 // DarwinOptions tune the macOS platform.
 type DarwinOptions struct {

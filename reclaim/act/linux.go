@@ -36,7 +36,7 @@ type Linux struct {
 	Guard func(pid int) error
 }
 
-var _ Platform = (*Linux)(nil)
+var _ Actor = (*Linux)(nil)
 
 // Reclaim freezes p once for all its planned fds. Under the freeze, each fd
 // must still be the same side of the same PTY with the same last I/O time

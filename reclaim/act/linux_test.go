@@ -73,7 +73,7 @@ func TestReclaimSkipsFDsReusedAfterThePlan(t *testing.T) {
 		}
 	}
 	before0, _ := testproc.FDLink(p.PID, fds[0])
-	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
 	}}}
 	actions := exec.Run(context.Background(), items)
@@ -159,7 +159,7 @@ func TestReclaimKeepsAPTYWholeWhenOneFDIsRefused(t *testing.T) {
 	if got := <-p.Lines; got != "done" {
 		t.Fatalf("target: %q", got)
 	}
-	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
 	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
 		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})
@@ -197,7 +197,7 @@ func TestDoneOnlyWhenThePTYIsFreed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
-	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
 	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
 		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})

@@ -11,7 +11,6 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // AuditOptions are the flags of `ptyreclaim audit`.
@@ -56,14 +55,20 @@ apply if you named its process; with one, its allow rules decide.`,
 
 // RunAudit is `ptyreclaim audit`.
 func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
-	pol, res, err := scanNamed(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet, o.PIDs)
+	pol, res, err := scan(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet)
 	if err != nil {
 		return err
 	}
-	findings := pipeline.Filter(res.Findings, pipeline.Select(o.PIDs, nil), o.All)
-	popts := auditPlanOptions(env, pol)
-	popts.Context = res.Findings
-	items := plan.Plan(findings, popts)
+	// With no policy file the verdict is what release would do to a
+	// named process, so the audit shows what can be reclaimed at all;
+	// with a file, what the policy would do on its own.
+	planned, err := pipeline.Plan(res, pipeline.Request{Policy: pol, Self: env.Self, Orphans: true,
+		Target: pipeline.Target{PIDs: o.PIDs}, FilterOnly: true, ShowLive: o.All,
+		AsIfNamed: pol.Source == policy.BuiltinSource})
+	if err != nil {
+		return usageOf(err)
+	}
+	items := planned.Items
 	if o.JSON {
 		if err := writeJSON(env, report.NewAudit(res.Snap, items)); err != nil {
 			return err
@@ -77,17 +82,6 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 		}
 	}
 	return nil
-}
-
-// auditPlanOptions: with no policy file the verdict is what release would do
-// to a named process, so the audit shows what can be reclaimed at all; with
-// a file, what the policy would do on its own.
-func auditPlanOptions(env *Env, pol *policy.Policy) plan.Options {
-	o := plan.Options{Policy: pol, Self: env.Self, Orphans: true}
-	if pol.Source == policy.BuiltinSource {
-		o.Select = func(*snapshot.Process) bool { return true }
-	}
-	return o
 }
 
 func countLeaks(items []plan.Item) int {

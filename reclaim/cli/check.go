@@ -11,7 +11,6 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 )
 
 // Exit codes of node-problem-detector's custom plugin protocol
@@ -73,7 +72,7 @@ func RunCheck(ctx context.Context, env *Env, o *CheckOptions) error {
 }
 
 func check(ctx context.Context, env *Env, o *CheckOptions) (string, int) {
-	pol, err := loadPolicy(o.PolicyPath)
+	pol, err := loadPolicy(env, o.PolicyPath)
 	if err != nil {
 		return "unknown: " + err.Error(), CheckUnknown
 	}
@@ -112,7 +111,7 @@ func checkProblems(pol *policy.Policy, scan *pipeline.Scan) []string {
 			if len(p.PTYFDs) < pol.Holders.WarnAt {
 				continue
 			}
-			if n := plan.HeldPTYs(p); n >= pol.Holders.WarnAt {
+			if n := p.HeldPTYs(); n >= pol.Holders.WarnAt {
 				hs = append(hs, heavy{pid: p.PID, ptys: n, comm: p.Comm})
 			}
 		}

@@ -51,7 +51,7 @@ feeds the watchdog.`,
 				if err != nil {
 					return err
 				}
-				env.Log, env.Source = log, newSource(log)
+				env.Log, env.Source = log, env.Platform.NewSource(log)
 			}
 			return RunDaemon(cmd.Context(), env, o)
 		},
@@ -60,9 +60,9 @@ feeds the watchdog.`,
 	f.StringVar(&o.PolicyPath, "policy", "", "policy file (default: the installed one, else the built-in policy, which acts on nothing)")
 	f.DurationVar(&o.Interval, "interval", time.Minute, "time between scans")
 	f.StringVar(&o.MetricsAddr, "metrics", "", "serve Prometheus metrics on this address, e.g. 127.0.0.1:9477")
-	f.StringVar(&o.SocketPath, "socket", "", "serve self-service requests on this Unix socket, e.g. "+daemon.DefaultSocket())
+	f.StringVar(&o.SocketPath, "socket", "", "serve self-service requests on this Unix socket, e.g. "+env.Platform.Paths.Socket)
 	f.StringVar(&o.TextfileDir, "textfile", "", "after every cycle, write the metrics to DIR/"+daemon.TextfileName+" for node_exporter's textfile collector")
-	f.StringVar(&o.LockPath, "lock", daemon.DefaultLock(), "lock file that keeps one daemon at a time")
+	f.StringVar(&o.LockPath, "lock", env.Platform.Paths.Lock, "lock file that keeps one daemon at a time")
 	return cmd
 }
 
@@ -71,13 +71,13 @@ func RunDaemon(ctx context.Context, env *Env, o *DaemonOptions) error {
 	if o.Interval <= 0 {
 		return usageErrorf("--interval %s: must be more than 0", o.Interval)
 	}
-	if os.Geteuid() != 0 {
+	if !env.Root {
 		return usageErrorf("daemon needs root: it reads every process and acts inside them")
 	}
 	d, err := daemon.New(daemon.Config{
 		PolicyPath: o.PolicyPath, Interval: o.Interval, MetricsAddr: o.MetricsAddr,
 		SocketPath: o.SocketPath, TextfileDir: o.TextfileDir, LockPath: o.LockPath,
-		Source: env.Source, Platform: newPlatform, RaiseLimit: raiseLimit, Log: env.Log,
+		Source: env.Source, NewActor: env.Platform.NewActor, RaiseLimit: env.Platform.RaiseLimit, Log: env.Log,
 	})
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/daemon"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
 // holdPTY opens argv[1] PTY masters and keeps them, then does what argv[2]
@@ -134,9 +134,9 @@ func releaseAs(t *testing.T, bin, socket string, uid, gid int, args ...string) (
 	return out.String(), errb.String(), code
 }
 
-func parseReport(t *testing.T, out string) pipeline.Report {
+func parseReport(t *testing.T, out string) report.Release {
 	t.Helper()
-	var rep pipeline.Report
+	var rep report.Release
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("release --json: %v: %q", err, out)
 	}
@@ -200,7 +200,7 @@ func TestSelfServiceRefusesWhatTheCallerCouldNotPtrace(t *testing.T) {
 	// only what it must.
 	p := testproc.StartCmd(t, as(uid, gid, exec.Command(hold, "3", "plain")))
 	out, errs, code := releaseAs(t, bin, d.socket, uid, gid, "--pid", strconv.Itoa(p.PID), "--json")
-	if rep := parseReport(t, out); code != 0 || pipeline.CountResult(rep.Actions, "done") != 3 || len(ptmxFDs(t, p.PID)) != 0 {
+	if rep := parseReport(t, out); code != 0 || rep.Count("done") != 3 || len(ptmxFDs(t, p.PID)) != 0 {
 		t.Fatalf("her own plain process: exit %d %s %+v", code, errs, rep.Actions)
 	}
 	echoes(t, p, "plain")
@@ -220,7 +220,7 @@ print(s.makefile().readline().strip())`
 	if err := json.Unmarshal(nsOut, &resp); err != nil {
 		t.Fatalf("%v: %s", err, nsOut)
 	}
-	if resp.Report == nil || len(resp.Report.Actions) != 2 || pipeline.CountResult(resp.Report.Actions, "skipped") != 2 ||
+	if resp.Report == nil || len(resp.Report.Actions) != 2 || resp.Report.Count("skipped") != 2 ||
 		!strings.Contains(resp.Report.Actions[0].Reason, "another user namespace") {
 		t.Errorf("uid 0 from a user namespace: %s", nsOut)
 	}
@@ -252,7 +252,7 @@ func TestSelfServiceChecksAgainUnderTheFreeze(t *testing.T) {
 		}
 		rep := parseReport(t, out)
 		masters := len(ptmxFDs(t, p.PID))
-		done := pipeline.CountResult(rep.Actions, "done")
+		done := rep.Count("done")
 		switch {
 		case done == 4 && masters == 0:
 			outcomes["released while dumpable"]++
@@ -598,7 +598,7 @@ func TestSelfServiceRequestsShareScans(t *testing.T) {
 	for i, c := range conns {
 		line, err := bufio.NewReader(c).ReadString('\n')
 		var resp daemon.Response
-		if err != nil || json.Unmarshal([]byte(line), &resp) != nil || resp.Report == nil || pipeline.CountResult(resp.Report.Actions, "done") != 5 {
+		if err != nil || json.Unmarshal([]byte(line), &resp) != nil || resp.Report == nil || resp.Report.Count("done") != 5 {
 			t.Errorf("request %d: %v %q", i, err, line)
 		}
 		if left := len(ptmxFDs(t, targets[i].PID)); left != 0 {

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
 // daemonProc is a real `ptyreclaim daemon` started by a test.
@@ -291,11 +291,11 @@ func TestSelfService(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("A's release: exit %d: %s", code, errs)
 	}
-	var rep pipeline.Report
+	var rep report.Release
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if pipeline.CountResult(rep.Actions, "done") != 7 || len(ptmxFDs(t, a.PID)) != 0 || before-testproc.PTYCount(t) != 7 {
+	if rep.Count("done") != 7 || len(ptmxFDs(t, a.PID)) != 0 || before-testproc.PTYCount(t) != 7 {
 		t.Fatalf("A's PTYs: %+v, %d masters left", rep.Actions, len(ptmxFDs(t, a.PID)))
 	}
 	echoes(t, a, "A still works")

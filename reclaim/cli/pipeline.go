@@ -2,13 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // defaultMinIdle is the --min-idle default of cli.md.
@@ -17,7 +17,7 @@ const defaultMinIdle = 5 * time.Minute
 // loadPolicy reads --policy FILE, else the installed policy, else the
 // built-in default. A broken file is a usage error: nothing runs on a
 // policy we could not read.
-func loadPolicy(path string) (*policy.Policy, error) {
+func loadPolicy(env *Env, path string) (*policy.Policy, error) {
 	var (
 		pol *policy.Policy
 		err error
@@ -25,7 +25,7 @@ func loadPolicy(path string) (*policy.Policy, error) {
 	if path != "" {
 		pol, err = policy.Load(path)
 	} else {
-		pol, err = policy.LoadDefault()
+		pol, err = policy.LoadInstalled(env.Platform.Paths.Policy)
 	}
 	if err != nil {
 		return nil, &ExitError{Code: ExitUsage, Err: err}
@@ -51,11 +51,10 @@ func minIdleFlag(d time.Duration, set bool) (*time.Duration, error) {
 	return &d, nil
 }
 
-// scanNamed is the start every classifying command shares: the policy, the
-// --min-idle flag, a classified snapshot, and the pids named on the command
-// line checked against it.
-func scanNamed(ctx context.Context, env *Env, policyPath string, minIdle time.Duration, minIdleSet bool, pids []int) (*policy.Policy, *pipeline.Scan, error) {
-	pol, err := loadPolicy(policyPath)
+// scan is the start every classifying command shares: the policy, the
+// --min-idle flag and a classified snapshot.
+func scan(ctx context.Context, env *Env, policyPath string, minIdle time.Duration, minIdleSet bool) (*policy.Policy, *pipeline.Scan, error) {
+	pol, err := loadPolicy(env, policyPath)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,22 +66,15 @@ func scanNamed(ctx context.Context, env *Env, policyPath string, minIdle time.Du
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkPIDs(res.Snap, pids); err != nil {
-		return nil, nil, err
-	}
 	return pol, res, nil
 }
 
-// checkPIDs makes sure every pid named on the command line exists, so a
-// typo is a clear usage error and not an empty report.
-func checkPIDs(snap *snapshot.Snapshot, pids []int) error {
-	for _, pid := range pids {
-		if pid <= 0 {
-			return usageErrorf("--pid %d: not a process id", pid)
-		}
-		if snap.Process(pid) == nil {
-			return usageErrorf("--pid %d: no such process (it may have exited)", pid)
-		}
+// usageOf makes a target that names no process a usage error (exit 2),
+// so a typo is a clear one-line error and not an empty report.
+func usageOf(err error) error {
+	var te *pipeline.TargetError
+	if errors.As(err, &te) {
+		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	return nil
+	return err
 }

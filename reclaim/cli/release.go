@@ -16,7 +16,6 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // ReleaseOptions are the flags of `ptyreclaim release`.
@@ -78,14 +77,14 @@ many were left and exits 4: run it again. Exit 1 means an action failed.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "show what would be done, change nothing")
 	f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
 	f.BoolVar(&o.JSON, "json", false, "print JSON")
-	f.StringVar(&o.SocketPath, "socket", daemon.DefaultSocket(), "when not root: ask the daemon listening here to release your own processes' PTYs")
+	f.StringVar(&o.SocketPath, "socket", env.Platform.Paths.Socket, "when not root: ask the daemon listening here to release your own processes' PTYs")
 	return cmd
 }
 
 // RunRelease is `ptyreclaim release`.
 func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
-	if o.Method != "" && o.Method != policy.MethodDevNull && o.Method != policy.MethodClose {
-		return usageErrorf("--method %q: want devnull or close", o.Method)
+	if err := policy.CheckMethodFlag(o.Method); err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	if o.All && (len(o.PIDs) > 0 || len(o.Names) > 0) {
 		return usageErrorf("--all cannot be combined with --pid or --name")
@@ -93,55 +92,49 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if !o.DryRun && !o.Yes && !env.IO.Terminal {
 		return usageErrorf("release changes running programs: pass --yes to confirm, or --dry-run to look first (no terminal to ask on)")
 	}
-	if os.Geteuid() != 0 && !o.DryRun {
+	if !env.Root && !o.DryRun {
 		return releaseThroughDaemon(env, o)
 	}
-	pol, res, err := scanNamed(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet, o.PIDs)
+	pol, res, err := scan(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet)
 	if err != nil {
 		return err
 	}
-	if err := checkNames(res.Snap, o.Names); err != nil {
-		return err
-	}
-	popts := plan.Options{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method, Context: res.Findings,
-		Select: pipeline.Select(o.PIDs, o.Names)}
-	if o.All {
-		popts.Select = func(*snapshot.Process) bool { return true }
-	}
-	items := plan.Plan(pipeline.Filter(res.Findings, popts.Select, false), popts)
-	// Why nothing happens, per process named (not for --all: that would
-	// list every process on the machine).
-	notes := report.WhyNothing(res.Snap, res.Findings, items, pipeline.Select(o.PIDs, o.Names))
-
-	if o.DryRun {
-		return writeReleasePlan(env, o, res.Snap, items, notes)
-	}
-	if n := pipeline.CountActions(items); n > 0 && !o.Yes {
-		if !confirm(env, fmt.Sprintf("Release %s? [y/N] ", report.Describe(items))) {
-			return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
+	req := pipeline.Request{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method,
+		Target: pipeline.Target{PIDs: o.PIDs, Names: o.Names, All: o.All}, Explain: true, DryRun: o.DryRun}
+	if !o.Yes {
+		req.Before = func(items []plan.Item, actor act.Actor) (act.Actor, error) {
+			if report.CountActions(items) > 0 && !confirm(env, fmt.Sprintf("Release %s? [y/N] ", report.Describe(items))) {
+				return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
+			}
+			return actor, nil
 		}
 	}
-	exec := &act.Executor{Log: env.Log, Platform: newPlatform(res.Snap)}
-	rep, err := pipeline.Release(ctx, env.Source, exec, res.Snap.Pool, items)
+	out, err := pipeline.Run(ctx, env.Source, env.Platform.NewActor(res.Snap), res, req, env.Log)
 	if err != nil {
-		return err
+		return usageOf(err)
 	}
-	rep.Notes = notes
-	return writeReleaseReport(env, o.JSON, rep, pipeline.CountActions(items))
+	if o.DryRun {
+		if o.JSON {
+			return writeJSON(env, out.Report)
+		}
+		report.WriteReleasePlan(env.IO.Out, res.Snap, out.Items, out.Notes)
+		return nil
+	}
+	return writeReleaseReport(env, o.JSON, out.Report, report.CountActions(out.Items))
 }
 
 // writeReleaseReport prints what a release did; failed actions make exit 1,
 // leaks a cap left in place exit 4.
-func writeReleaseReport(env *Env, asJSON bool, rep pipeline.Report, planned int) error {
+func writeReleaseReport(env *Env, asJSON bool, rep report.Release, planned int) error {
 	rep = rep.Normalize()
 	if asJSON {
 		if err := writeJSON(env, rep); err != nil {
 			return err
 		}
 	} else {
-		report.WriteReleaseTable(env.IO.Out, rep)
+		report.WriteReleaseTable(env.IO.Out, rep, env.Platform.PTYName)
 	}
-	if n := pipeline.CountResult(rep.Actions, act.Failed); n > 0 {
+	if n := rep.Count(act.Failed); n > 0 {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d of %d actions failed (see above)", n, planned)}
 	}
 	if rep.Left > 0 {
@@ -182,24 +175,7 @@ func releaseThroughDaemon(env *Env, o *ReleaseOptions) error {
 	if len(rep.Actions) == 0 && len(rep.Notes) == 0 {
 		rep.Notes = []string{"nothing to release: the daemon found no leak candidate of yours among the processes named"}
 	}
-	return writeReleaseReport(env, o.JSON, rep, len(rep.Actions)-pipeline.CountResult(rep.Actions, act.Skipped))
-}
-
-func checkNames(snap *snapshot.Snapshot, names []string) error {
-	for _, n := range names {
-		sel := pipeline.Select(nil, []string{n})
-		found := false
-		for _, p := range snap.Processes {
-			if sel(p) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return usageErrorf("--name %s: no such process", report.Printable(n))
-		}
-	}
-	return nil
+	return writeReleaseReport(env, o.JSON, rep, len(rep.Actions)-rep.Count(act.Skipped))
 }
 
 func confirm(env *Env, question string) bool {
@@ -207,22 +183,4 @@ func confirm(env *Env, question string) bool {
 	line, _ := bufio.NewReader(env.IO.In).ReadString('\n')
 	a := strings.ToLower(strings.TrimSpace(line))
 	return a == "y" || a == "yes"
-}
-
-func writeReleasePlan(env *Env, o *ReleaseOptions, snap *snapshot.Snapshot, items []plan.Item, notes []string) error {
-	if o.JSON {
-		actions := []act.Action{}
-		for _, it := range items {
-			reason := "dry run: would " + string(it.Verdict)
-			if it.Verdict == plan.Skip {
-				reason = it.Reason
-			}
-			actions = append(actions, act.NewAction(it, act.Skipped, reason))
-		}
-		rep := pipeline.Report{PoolBefore: snap.Pool, PoolAfter: snap.Pool, Actions: actions, Notes: notes, Freed: []act.Freed{}}
-		rep.Left, rep.LeftReason = pipeline.Left(items)
-		return writeJSON(env, rep)
-	}
-	report.WriteReleasePlan(env.IO.Out, snap, items, notes)
-	return nil
 }

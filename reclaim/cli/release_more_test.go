@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
 // Issue 8: 4,000 leaked masters, max_per_run 1000: 1,000 were released,
@@ -41,11 +41,11 @@ func TestReleaseCapSaysWhatItLeftAndExits4(t *testing.T) {
 	if code != ExitLeft {
 		t.Fatalf("run 1: exit %d, want %d: %s", code, ExitLeft, errs)
 	}
-	var r pipeline.Report
+	var r report.Release
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
 	}
-	if done := pipeline.CountResult(r.Actions, "done"); done != 1000 || r.Left != 100 || !strings.Contains(r.LeftReason, "max_per_run") {
+	if done := r.Count("done"); done != 1000 || r.Left != 100 || !strings.Contains(r.LeftReason, "max_per_run") {
 		t.Errorf("run 1: %d done, left %d %q", done, r.Left, r.LeftReason)
 	}
 	if !strings.Contains(out, `"left": 100`) || !strings.Contains(errs, "100 leaked fds left in place by max_per_run; run release again") {
@@ -103,7 +103,7 @@ sys.stdin.read()
 			t.Errorf("%v: exit %d: %s\n%s", args, code, errs, out)
 		}
 		out, errs, code = run(t, append(args, "--json")...)
-		var r pipeline.Report
+		var r report.Release
 		if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil {
 			t.Fatalf("%v --json: exit %d, %v: %s", args, code, err, errs)
 		}

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
-func releaseJSON(t *testing.T, args ...string) (pipeline.Report, int, string) {
+func releaseJSON(t *testing.T, args ...string) (report.Release, int, string) {
 	t.Helper()
 	out, errs, code := run(t, append([]string{"release", "--json", "--yes"}, args...)...)
-	var r pipeline.Report
+	var r report.Release
 	if out != "" {
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("release JSON: %v\n%s", err, out)

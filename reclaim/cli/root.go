@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/term"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/platform"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -62,10 +63,16 @@ type IO struct {
 
 // Env is what every command needs, built once per invocation.
 type Env struct {
-	IO     IO
-	Log    *zap.Logger
+	IO  IO
+	Log *zap.Logger
+	// Platform is the operating system's side: Main uses platform.Host();
+	// tests may pass their own to Run.
+	Platform *platform.Platform
+	// Source is the Platform's scanner, made once the logger is known.
 	Source snapshot.Source
-	Self   int
+	// Self is our pid; Root is true when we run as root.
+	Self int
+	Root bool
 }
 
 type globalOptions struct {
@@ -76,7 +83,13 @@ type globalOptions struct {
 // Main runs ptyreclaim with args and returns the process exit code. Errors
 // are printed as one line on stderr.
 func Main(ctx context.Context, args []string, stdio IO) int {
-	env := &Env{IO: stdio, Self: os.Getpid()}
+	return Run(ctx, args, &Env{IO: stdio, Platform: platform.Host(), Self: os.Getpid(), Root: os.Geteuid() == 0})
+}
+
+// Run runs ptyreclaim with args in env and returns the exit code; Main
+// with the host's platform, tests with a fake one.
+func Run(ctx context.Context, args []string, env *Env) int {
+	stdio := env.IO
 	ran := false
 	root := newRootCmd(env, &ran)
 	root.SetArgs(args)
@@ -131,7 +144,7 @@ the app that leaked them.`,
 				return err
 			}
 			env.Log = log
-			env.Source = newSource(log)
+			env.Source = env.Platform.NewSource(log)
 			return nil
 		},
 	}
@@ -156,7 +169,7 @@ the app that leaked them.`,
 // NewRootCmd returns the command tree, for generating docs and completions.
 func NewRootCmd() *cobra.Command {
 	ran := false
-	return newRootCmd(&Env{IO: IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}}, &ran)
+	return newRootCmd(&Env{IO: IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, Platform: platform.Host()}, &ran)
 }
 
 func newLogger(g *globalOptions, w io.Writer) (*zap.Logger, error) {

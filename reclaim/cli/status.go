@@ -50,7 +50,7 @@ func RunStatus(ctx context.Context, env *Env, o *StatusOptions) error {
 	if o.JSON && o.Prometheus {
 		return usageErrorf("--json and --prometheus: choose one")
 	}
-	pol, err := loadPolicy(o.PolicyPath)
+	pol, err := loadPolicy(env, o.PolicyPath)
 	if err != nil {
 		return err
 	}

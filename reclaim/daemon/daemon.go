@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,9 +21,9 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -41,8 +40,8 @@ type Config struct {
 	TextfileDir string
 	LockPath    string
 	Source      snapshot.Source
-	// Platform returns what acts, for one snapshot.
-	Platform func(*snapshot.Snapshot) act.Platform
+	// NewActor returns what acts, for one snapshot.
+	NewActor func(*snapshot.Snapshot) act.Actor
 	// RaiseLimit, when set, raises the system PTY limit under critical
 	// pressure (macOS kern.tty.ptmx_max) and returns the new limit.
 	RaiseLimit func(pool snapshot.Pool) (int, error)
@@ -213,14 +212,14 @@ func (d *Daemon) cycle(ctx context.Context) {
 	}
 	// Each action has its own record; a cycle that did nothing is only
 	// worth a line at debug level.
-	done, failed := pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Failed)
+	done, failed := rep.Count(act.Done), rep.Count(act.Failed)
 	level := zap.DebugLevel
 	if done+failed > 0 {
 		level = zap.InfoLevel
 	}
 	d.log.Log(level, "cycle", zap.Int("pool_in_use", rep.PoolBefore.InUse), zap.Int("pool_after", rep.PoolAfter.InUse),
 		zap.Int("pool_limit", rep.PoolBefore.Limit), zap.Int("done", done), zap.Int("failed", failed),
-		zap.Int("skipped", pipeline.CountResult(rep.Actions, act.Skipped)),
+		zap.Int("skipped", rep.Count(act.Skipped)),
 		zap.Duration("took", time.Since(start)))
 }
 
@@ -246,62 +245,53 @@ type releaseRequest struct {
 	method  string
 }
 
-// usageError is a problem with a request, not with the daemon.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-// release is the one flow for the cycle and for self-service: plan on a
-// scan, check, act. The caller holds d.mu.
-func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.Scan, log *zap.Logger) (pipeline.Report, error) {
+// release is the one flow for the cycle and for self-service: a request
+// for the pipeline, with the self-service checks between plan and act.
+// The caller holds d.mu.
+func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.Scan, log *zap.Logger) (report.Release, error) {
 	pol := d.policy()
 	if r.caller == nil {
 		d.warnPressure(pol, scan)
 	}
-	popts := plan.Options{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Context: scan.Findings}
-	findings := scan.Findings
-	if r.caller != nil {
-		var err error
-		if popts.Select, err = selection(scan.Snap, r); err != nil {
-			return pipeline.Report{}, err
-		}
-		findings = pipeline.Filter(findings, popts.Select, false)
-		if !r.caller.root {
-			// An orphan child is selected through its parent: one that runs
-			// as another user is not the caller's to hear about.
-			findings = slices.DeleteFunc(findings, func(f classify.Finding) bool { return f.Process.UID != r.caller.uid })
-		}
-	} else {
-		findings = pipeline.Filter(findings, nil, false)
-	}
-	items := plan.Plan(findings, popts)
-	platform := d.cfg.Platform(scan.Snap)
-	if r.caller != nil && !r.caller.root {
-		var err error
-		if platform, err = d.checkCaller(*r.caller, scan.Snap, items, platform, log); err != nil {
-			return pipeline.Report{}, err
+	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method}
+	if cl := r.caller; cl != nil {
+		req.Target = targetOf(r)
+		if !cl.root {
+			req.Before = func(items []plan.Item, actor act.Actor) (act.Actor, error) {
+				return d.checkCaller(*cl, scan.Snap, items, actor, log)
+			}
 		}
 	}
-	for _, it := range items {
+	res, err := pipeline.Run(ctx, d.cfg.Source, d.cfg.NewActor(scan.Snap), scan, req, log)
+	if err != nil {
+		return report.Release{}, err
+	}
+	for _, it := range res.Items {
 		if it.Verdict == plan.Skip {
 			log.Debug("decision", zap.String("kind", string(it.Kind)), zap.Int("pid", it.Process.PID),
 				zap.Int("fd", it.FD), zap.String("verdict", string(it.Verdict)), zap.String("reason", it.Reason))
 		}
 	}
-	exec := &act.Executor{Log: log, Platform: platform}
-	rep, err := pipeline.Release(ctx, d.cfg.Source, exec, scan.Snap.Pool, items)
+	rep := res.Report
 	d.metrics.observeActions(rep.Actions)
 	if r.caller != nil && !r.caller.root {
 		redact(rep.Actions, scan.Snap, r.caller.uid)
 	}
-	return rep, err
+	return rep, nil
+}
+
+// targetOf is what a self-service request may touch: the caller's own
+// processes, by pid or name, or all of them.
+func targetOf(r releaseRequest) pipeline.Target {
+	return pipeline.Target{PIDs: r.pids, Names: r.names, All: r.all,
+		Owner: func(p *snapshot.Process) bool { return owns(r.caller, p) }}
 }
 
 // checkCaller applies the self-service rule before the freeze: each item
 // the caller could not act on herself (mayAct) is skipped, with one
 // refusal record per process. It returns the platform that asks the same
 // again under each freeze.
-func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.Item, platform act.Platform, log *zap.Logger) (act.Platform, error) {
+func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.Item, actor act.Actor, log *zap.Logger) (act.Actor, error) {
 	refused := map[int]error{}
 	for i := range items {
 		it := &items[i]
@@ -326,7 +316,7 @@ func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.It
 			it.Verdict, it.Method, it.Reason = plan.Skip, "", "refused: "+err.Error()
 		}
 	}
-	return guarded(platform, func(pid int) error {
+	return guarded(actor, func(pid int) error {
 		p := snap.Process(pid)
 		if p == nil {
 			return fmt.Errorf("pid %d was not in the scan", pid)
@@ -373,41 +363,6 @@ func namesOthers(s string, snap *snapshot.Snapshot, uid int) bool {
 	return false
 }
 
-// selection turns a self-service request into the processes it may touch:
-// the caller's own, by pid or name, or all of them.
-func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Process) bool, error) {
-	for _, pid := range r.pids {
-		p := snap.Process(pid)
-		if p == nil {
-			return nil, &usageError{fmt.Sprintf("--pid %d: no such process (it may have exited)", pid)}
-		}
-		if !owns(r.caller, p) {
-			return nil, &usageError{fmt.Sprintf("--pid %d: not your process", pid)}
-		}
-	}
-	named := pipeline.Select(r.pids, r.names)
-	for _, n := range r.names {
-		byName := pipeline.Select(nil, []string{n})
-		found := false
-		for _, p := range snap.Processes {
-			if owns(r.caller, p) && byName(p) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return nil, &usageError{fmt.Sprintf("--name %s: no process of yours has that name", n)}
-		}
-	}
-	return func(p *snapshot.Process) bool {
-		// An orphan's parent arrives as a bare pid: look it up.
-		if real := snap.Process(p.PID); real != nil {
-			p = real
-		}
-		return owns(r.caller, p) && (r.all || named(p))
-	}, nil
-}
-
 // warnPressure logs when the pool or one holder crosses a threshold.
 func (d *Daemon) warnPressure(pol *policy.Policy, scan *pipeline.Scan) {
 	pool := scan.Snap.Pool
@@ -432,7 +387,7 @@ func (d *Daemon) warnPressure(pol *policy.Policy, scan *pipeline.Scan) {
 		if len(p.PTYFDs) < pol.Holders.WarnAt {
 			continue
 		}
-		if n := plan.HeldPTYs(p); n >= pol.Holders.WarnAt {
+		if n := p.HeldPTYs(); n >= pol.Holders.WarnAt {
 			d.log.Warn("process holds many PTYs", zap.Int("pid", p.PID), zap.String("comm", p.Comm),
 				zap.String("exe", p.Exe), zap.Int("ptys", n), zap.Int("warn_at", pol.Holders.WarnAt))
 		}

@@ -5,8 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
+
+// selection resolves a self-service request's target as release does.
+func selection(snap *snapshot.Snapshot, r releaseRequest) (func(*snapshot.Process) bool, error) {
+	return pipeline.Resolve(snap, targetOf(r))
+}
 
 func TestSelectionReachesOnlyTheCallersProcesses(t *testing.T) {
 	snap := &snapshot.Snapshot{Processes: []*snapshot.Process{

@@ -11,7 +11,7 @@ import (
 // guarded returns p with guard asked again under every freeze. A platform
 // that cannot do that is refused: a self-service release must never run
 // with the check made only before the freeze.
-func guarded(p act.Platform, guard func(pid int) error) (act.Platform, error) {
+func guarded(p act.Actor, guard func(pid int) error) (act.Actor, error) {
 	l, ok := p.(*act.Linux)
 	if !ok {
 		return nil, errors.New("this daemon's platform cannot check a process again under its freeze")

@@ -8,7 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
 // Request is one self-service request: a JSON object on one line. It names
@@ -31,8 +31,8 @@ type Response struct {
 	Usage bool `json:"usage,omitempty"`
 	// Busy is true when the daemon refused the connection for its limits
 	// (per user, in all): trying again later may work.
-	Busy   bool             `json:"busy,omitempty"`
-	Report *pipeline.Report `json:"report,omitempty"`
+	Busy   bool            `json:"busy,omitempty"`
+	Report *report.Release `json:"report,omitempty"`
 }
 
 // maxRequest bounds what the daemon reads from one connection.

@@ -169,8 +169,8 @@ func (d *Daemon) selfService(ctx context.Context, cl caller, req Request, log *z
 	if !cl.root && !pol.SelfService {
 		return Response{Error: "self-service is off: the policy " + pol.Source + " does not set self_service: true"}
 	}
-	if req.Method != "" && req.Method != policy.MethodDevNull && req.Method != policy.MethodClose {
-		return Response{Error: fmt.Sprintf("--method %q: want devnull or close", req.Method), Usage: true}
+	if err := policy.CheckMethodFlag(req.Method); err != nil {
+		return Response{Error: err.Error(), Usage: true}
 	}
 	var minIdle *time.Duration
 	if req.MinIdle != "" {
@@ -199,8 +199,8 @@ func (d *Daemon) selfService(ctx context.Context, cl caller, req Request, log *z
 		orphans: req.Orphans, method: req.Method,
 	}, scan, log)
 	if err != nil {
-		var ue *usageError
-		return Response{Error: err.Error(), Usage: errors.As(err, &ue)}
+		var te *pipeline.TargetError
+		return Response{Error: err.Error(), Usage: errors.As(err, &te)}
 	}
 	return Response{Report: &rep}
 }

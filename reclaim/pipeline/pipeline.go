@@ -1,13 +1,13 @@
-// Package pipeline strings the stages together (snapshot -> classify ->
-// plan -> act) for the commands and the daemon, so that `release`, the
-// daemon's cycle and its self-service requests run one and the same flow.
+// Package pipeline owns the flow: snapshot -> classify -> plan -> act ->
+// report. `release`, the daemon's cycle and its self-service requests each
+// build a Request and render what Run returns; `audit`, `status` and
+// `check` stop after Take or Plan.
 package pipeline
 
 import (
 	"context"
 	"fmt"
-	"path"
-	"strings"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,6 +16,7 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -46,18 +47,152 @@ func Take(ctx context.Context, src snapshot.Source, pol *policy.Policy, minIdle 
 		zap.Int("processes", len(snap.Processes)), zap.Int("ptys", len(snap.PTYs)))
 	findings := classify.Classify(snap, classify.Options{
 		Now:     snap.Taken,
-		MinIdle: plan.MinIdle(snap, pol, minIdle),
+		MinIdle: IdleBar(snap, pol, minIdle),
 	})
 	return &Scan{Snap: snap, Findings: findings, Took: took}, nil
 }
 
-// Filter keeps leak candidates (and live PTYs with all); with a selection,
-// only those of the selected processes and of their orphan children, so
-// that a report speaks of what was asked.
-func Filter(fs []classify.Finding, sel func(*snapshot.Process) bool, all bool) []classify.Finding {
+// IdleBar returns the idle bar per holder: the flag when set, else the
+// policy default; the pressure bar when the pool is at or above critical;
+// zero for a holder of at least holders.reclaim_at PTYs.
+func IdleBar(s *snapshot.Snapshot, pol *policy.Policy, flag *time.Duration) func(*snapshot.Process) time.Duration {
+	base := pol.MinIdle(s.Pool.InUse, s.Pool.Limit)
+	if flag != nil {
+		base = *flag
+		if pol.Level(s.Pool.InUse, s.Pool.Limit) == policy.LevelCritical {
+			base = min(base, pol.Pressure.MinIdle)
+		}
+	}
+	// Count once per process: the bar is asked for every fd.
+	heavy := map[int]bool{}
+	if pol.Holders.ReclaimAt > 0 {
+		for _, p := range s.Processes {
+			if len(p.PTYFDs) >= pol.Holders.ReclaimAt && p.HeldPTYs() >= pol.Holders.ReclaimAt {
+				heavy[p.PID] = true
+			}
+		}
+	}
+	return func(p *snapshot.Process) time.Duration {
+		if heavy[p.PID] {
+			return 0
+		}
+		return base
+	}
+}
+
+// Request is one run of the flow after the scan.
+type Request struct {
+	Policy *policy.Policy
+	// Target names the processes to act on; its zero value lets the
+	// policy's allow rules decide.
+	Target Target
+	// Orphans also ends stuck children of the target (release --orphans).
+	Orphans bool
+	// Method is --method, "" for the policy's.
+	Method string
+	// Self is our own pid: never a target.
+	Self int
+	// ShowLive keeps live PTYs in the plan, as skipped items (audit --all).
+	ShowLive bool
+	// AsIfNamed plans every process as if it were named: what a release
+	// could do at all, for an audit without a policy file.
+	AsIfNamed bool
+	// FilterOnly makes the target narrow only what is planned and shown,
+	// not name it: the policy still decides (audit --pid).
+	FilterOnly bool
+	// Explain adds notes saying why nothing is done for a named process.
+	Explain bool
+	// DryRun stops after planning: Run returns the dry-run document.
+	DryRun bool
+	// Before, when set, runs between planning and acting, with the plan
+	// and the actor: to ask for confirmation, or to apply self-service
+	// checks (it may skip items and return an actor that checks again
+	// under each freeze). An error ends the run with nothing done.
+	Before func(items []plan.Item, actor act.Actor) (act.Actor, error)
+}
+
+// Planned is a scan with its plan.
+type Planned struct {
+	Scan  *Scan
+	Items []plan.Item
+	Notes []string
+}
+
+// Plan resolves the target and plans the scan's findings.
+func Plan(scan *Scan, r Request) (*Planned, error) {
+	sel, err := Resolve(scan.Snap, r.Target)
+	if err != nil {
+		return nil, err
+	}
+	findings := filter(scan.Findings, sel, r.ShowLive)
+	if r.Target.Owner != nil {
+		// An orphan child is selected through its parent: one that runs as
+		// another user is not the caller's to hear about.
+		findings = slices.DeleteFunc(findings, func(f classify.Finding) bool { return !r.Target.Owner(f.Process) })
+	}
+	popts := plan.Options{Policy: r.Policy, Self: r.Self, Orphans: r.Orphans, Method: r.Method,
+		Context: scan.Findings, Select: sel}
+	switch {
+	case r.AsIfNamed:
+		popts.Select = everyProcess
+	case r.FilterOnly:
+		popts.Select = nil
+	}
+	items := plan.Plan(findings, popts)
+	var notes []string
+	if r.Explain {
+		// Per process named; not for --all, which would list every
+		// process on the machine.
+		notes = report.WhyNothing(scan.Snap, scan.Findings, items, Select(r.Target.PIDs, r.Target.Names))
+	}
+	return &Planned{Scan: scan, Items: items, Notes: notes}, nil
+}
+
+// Result is what Run did.
+type Result struct {
+	*Planned
+	Report report.Release
+}
+
+// Run plans the scan for r and, unless it is a dry run, acts through
+// actor: one entry point for release, the daemon's cycle and self-service.
+// A PTY fd counts as done only when its PTY is proven freed: the executor
+// rescans the machine through src after the releases.
+func Run(ctx context.Context, src snapshot.Source, actor act.Actor, scan *Scan, r Request, log *zap.Logger) (*Result, error) {
+	p, err := Plan(scan, r)
+	if err != nil {
+		return nil, err
+	}
+	if r.DryRun {
+		return &Result{Planned: p, Report: report.NewDryRun(scan.Snap, p.Items, p.Notes)}, nil
+	}
+	if r.Before != nil {
+		if actor, err = r.Before(p.Items, actor); err != nil {
+			return nil, err
+		}
+	}
+	exec := &act.Executor{Log: log, Actor: actor, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
+		// No orphan probes: only PTY fds are looked at.
+		return src.Take(ctx, snapshot.Options{OrphanMinAge: noOrphanProbes})
+	}}
+	res := exec.Execute(ctx, p.Items)
+	after, err := src.Pool()
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Planned: p, Report: report.NewRelease(scan.Snap.Pool, after, p.Items, res, p.Notes)}, nil
+}
+
+// noOrphanProbes is an orphan age no process reaches.
+const noOrphanProbes = time.Duration(1<<63 - 1)
+
+// filter keeps leak candidates (and live PTYs with showLive); with a
+// selection, only those of the selected processes and of their orphan
+// children, so that a report speaks of what was asked.
+func filter(fs []classify.Finding, sel func(*snapshot.Process) bool, showLive bool) []classify.Finding {
 	out := fs[:0:0]
 	for _, f := range fs {
-		if !all && !f.Leak() {
+		if !showLive && !f.Leak() {
 			continue
 		}
 		if sel != nil && !sel(f.Process) && !(f.Kind == classify.KindOrphan && sel(&snapshot.Process{PID: f.Process.PPID})) {
@@ -68,156 +203,4 @@ func Filter(fs []classify.Finding, sel func(*snapshot.Process) bool, all bool) [
 	return out
 }
 
-// Select returns a matcher for processes named by pid or by name (comm or
-// executable base name), or nil when none is named.
-func Select(pids []int, names []string) func(*snapshot.Process) bool {
-	if len(pids) == 0 && len(names) == 0 {
-		return nil
-	}
-	return func(p *snapshot.Process) bool {
-		for _, pid := range pids {
-			if p.PID == pid {
-				return true
-			}
-		}
-		for _, n := range names {
-			if p.Comm == n || (p.Exe != "" && path.Base(p.Exe) == n) {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// Report is what a release did: the document release --json prints.
-type Report struct {
-	PoolBefore snapshot.Pool `json:"pool_before"`
-	PoolAfter  snapshot.Pool `json:"pool_after"`
-	Actions    []act.Action  `json:"actions"`
-	// Left counts the leaks this run left in place because max_per_run
-	// stopped it; LeftReason says so in a sentence. Run release again.
-	Left       int    `json:"left"`
-	LeftReason string `json:"left_reason,omitempty"`
-	// Notes say why a release did nothing, when it did nothing.
-	Notes []string `json:"notes,omitempty"`
-	// Freed lists the PTYs this run freed, proven by a rescan: the pool
-	// counts are machine-wide and move with everything else.
-	Freed []act.Freed `json:"freed"`
-}
-
-// Release carries out planned items and reads the pool afterwards. A PTY
-// fd counts as done only when its PTY is proven freed: exec rescans the
-// machine through src after the releases, unless the caller gave it its
-// own Rescan.
-func Release(ctx context.Context, src snapshot.Source, exec *act.Executor, before snapshot.Pool, items []plan.Item) (Report, error) {
-	e := *exec
-	if e.Rescan == nil {
-		e.Rescan = func(ctx context.Context) (*snapshot.Snapshot, error) {
-			// No orphan probes: only PTY fds are looked at.
-			return src.Take(ctx, snapshot.Options{OrphanMinAge: noOrphanProbes})
-		}
-	}
-	res := e.Execute(ctx, items)
-	after, err := src.Pool()
-	if err != nil {
-		return Report{}, err
-	}
-	if res.Freed == nil {
-		res.Freed = []act.Freed{}
-	}
-	rep := Report{PoolBefore: before, PoolAfter: after, Actions: res.Actions, Freed: res.Freed}
-	rep.Left, rep.LeftReason = Left(items)
-	return rep.Normalize(), nil
-}
-
-// Left counts the leaks a cap (max_per_run) keeps out of this run, with a
-// sentence saying so, or 0 and "".
-func Left(items []plan.Item) (int, string) {
-	n := 0
-	pids := map[int]bool{}
-	reason := ""
-	for _, it := range items {
-		if it.Capped {
-			n++
-			pids[it.Process.PID] = true
-			reason = it.Reason
-		}
-	}
-	if n == 0 {
-		return 0, ""
-	}
-	return n, fmt.Sprintf("%d leaked fds in %d processes left in place: %s; run release again", n, len(pids), reason)
-}
-
-// Normalize makes actions an empty list rather than null in JSON, as
-// cli.md promises, also for a report decoded from an older daemon.
-func (r Report) Normalize() Report {
-	if r.Actions == nil {
-		r.Actions = []act.Action{}
-	}
-	if r.Freed == nil {
-		r.Freed = []act.Freed{}
-	}
-	return r
-}
-
-// noOrphanProbes is an orphan age no process reaches.
-const noOrphanProbes = time.Duration(1<<63 - 1)
-
-// CountActions counts the items that will be acted on.
-func CountActions(items []plan.Item) int {
-	n := 0
-	for _, it := range items {
-		if it.Verdict != plan.Skip {
-			n++
-		}
-	}
-	return n
-}
-
-// CountResult counts actions with a result.
-func CountResult(actions []act.Action, result string) int {
-	n := 0
-	for _, a := range actions {
-		if a.Result == result {
-			n++
-		}
-	}
-	return n
-}
-
-// DescribeFreed says in one line which PTYs a run freed, by devpts
-// instance (shown as the mount's device, as in /proc/PID/mountinfo) and
-// name.
-func DescribeFreed(freed []act.Freed) string {
-	if len(freed) == 0 {
-		return "Freed no PTY."
-	}
-	var order []uint64
-	names := map[uint64][]string{}
-	for _, f := range freed {
-		if names[f.Instance] == nil {
-			order = append(order, f.Instance)
-		}
-		name := fmt.Sprintf("pts/%d", f.Index)
-		if f.Instance == 0 {
-			name = fmt.Sprintf("ttys%03d", f.Index) // macOS: one pool
-		}
-		names[f.Instance] = append(names[f.Instance], name)
-	}
-	parts := make([]string, 0, len(order))
-	for _, inst := range order {
-		part := strings.Join(names[inst], ", ")
-		if inst != 0 {
-			major := (inst>>8)&0xfff | (inst>>32)&^0xfff
-			minor := inst&0xff | (inst>>12)&^0xff
-			part += fmt.Sprintf(" (devpts %d:%d)", major, minor)
-		}
-		parts = append(parts, part)
-	}
-	noun := "PTYs"
-	if len(freed) == 1 {
-		noun = "PTY"
-	}
-	return fmt.Sprintf("Freed %d %s: %s.", len(freed), noun, strings.Join(parts, "; "))
-}
+func everyProcess(*snapshot.Process) bool { return true }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
@@ -298,7 +297,7 @@ func decideProcess(p *snapshot.Process, o Options) processDecision {
 			TerminalServer(p), policySource(o.Policy), d.policy.Rule)
 	}
 	if d.inPlaceRefused != "" {
-		d.held = HeldPTYs(p)
+		d.held = p.HeldPTYs()
 	}
 	return d
 }
@@ -436,41 +435,4 @@ func TerminalServer(p *snapshot.Process) string {
 		}
 	}
 	return ""
-}
-
-// MinIdle returns the idle bar per holder: the flag when set, else the
-// policy default; the pressure bar when the pool is at or above critical;
-// zero for a holder of at least holders.reclaim_at PTYs.
-func MinIdle(s *snapshot.Snapshot, pol *policy.Policy, flag *time.Duration) func(*snapshot.Process) time.Duration {
-	base := pol.MinIdle(s.Pool.InUse, s.Pool.Limit)
-	if flag != nil {
-		base = *flag
-		if pol.Level(s.Pool.InUse, s.Pool.Limit) == policy.LevelCritical {
-			base = min(base, pol.Pressure.MinIdle)
-		}
-	}
-	// Count once per process: the bar is asked for every fd.
-	heavy := map[int]bool{}
-	if pol.Holders.ReclaimAt > 0 {
-		for _, p := range s.Processes {
-			if len(p.PTYFDs) >= pol.Holders.ReclaimAt && HeldPTYs(p) >= pol.Holders.ReclaimAt {
-				heavy[p.PID] = true
-			}
-		}
-	}
-	return func(p *snapshot.Process) time.Duration {
-		if heavy[p.PID] {
-			return 0
-		}
-		return base
-	}
-}
-
-// HeldPTYs counts the distinct PTYs a process holds an fd on.
-func HeldPTYs(p *snapshot.Process) int {
-	seen := map[snapshot.PTYID]bool{}
-	for _, f := range p.PTYFDs {
-		seen[f.PTY] = true
-	}
-	return len(seen)
 }

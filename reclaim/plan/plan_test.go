@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
@@ -116,30 +115,6 @@ deny:
 	items = Plan([]classify.Finding{leak(app, 3)}, Options{Policy: pol, Method: policy.MethodClose})
 	if items[0].Method != policy.MethodClose {
 		t.Errorf("method override: %q", items[0].Method)
-	}
-}
-
-func TestMinIdle(t *testing.T) {
-	pol := policy.Default()
-	small := &snapshot.Process{PID: 1}
-	big := &snapshot.Process{PID: 2}
-	for i := 0; i < pol.Holders.ReclaimAt; i++ {
-		big.PTYFDs = append(big.PTYFDs, snapshot.PTYFD{FD: i + 3, PTY: snapshot.PTYID{Index: i}})
-	}
-	calm := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 10, Limit: 100}, Processes: []*snapshot.Process{small, big}}
-	if got := MinIdle(calm, pol, nil)(small); got != pol.Defaults.MinIdle {
-		t.Errorf("default: %s", got)
-	}
-	flag := 2 * time.Hour
-	if got := MinIdle(calm, pol, &flag)(small); got != flag {
-		t.Errorf("flag: %s", got)
-	}
-	if got := MinIdle(calm, pol, nil)(big); got != 0 {
-		t.Errorf("holder over reclaim_at: %s", got)
-	}
-	critical := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 99, Limit: 100}, Processes: []*snapshot.Process{small, big}}
-	if got := MinIdle(critical, pol, nil)(small); got != pol.Pressure.MinIdle {
-		t.Errorf("critical pressure: %s", got)
 	}
 }
 

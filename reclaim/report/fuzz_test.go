@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -153,7 +153,7 @@ func FuzzReleaseTable(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, comm1, exe1, comm2, exe2 string) {
 		fd, idx := 3, 7
-		rep := pipeline.Report{
+		rep := Release{
 			PoolBefore: snapshot.Pool{InUse: 5, Limit: 4096}, PoolAfter: snapshot.Pool{InUse: 4, Limit: 4096},
 			Actions: []act.Action{
 				{Kind: "pty", PID: 70001, FD: &fd, Index: &idx, Method: "devnull", Result: act.Done},
@@ -163,7 +163,7 @@ func FuzzReleaseTable(f *testing.F) {
 			Left: 1, LeftReason: "left " + comm2, Notes: []string{"pid 70001 (" + comm1 + "): nothing"},
 		}
 		var b bytes.Buffer
-		WriteReleaseTable(&b, rep)
+		WriteReleaseTable(&b, rep, func(i int) string { return fmt.Sprintf("pts/%d", i) })
 		lines := checkHuman(t, b.String(), 0)
 		if n := countPrefix(lines, "  skipped pid 70001 fd 3"); n != 1 {
 			t.Fatalf("%d skipped rows, want 1:\n%s", n, b.String())

@@ -8,26 +8,26 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // WriteReleaseTable prints what a release did: the pool before and after,
 // one line per action that was not simply done (its reason through
-// Printable), what a cap left in place, and why nothing was done.
-func WriteReleaseTable(w io.Writer, rep pipeline.Report) {
+// Printable), what a cap left in place, and why nothing was done. PTYs
+// are named as the platform names them (pts/N, ttysNNN).
+func WriteReleaseTable(w io.Writer, rep Release, ptyName func(index int) string) {
 	fmt.Fprintf(w, "PTYs in use: %d before, %d after (limit %d); %d done, %d skipped, %d failed\n",
 		rep.PoolBefore.InUse, rep.PoolAfter.InUse, rep.PoolAfter.Limit,
-		pipeline.CountResult(rep.Actions, act.Done), pipeline.CountResult(rep.Actions, act.Skipped), pipeline.CountResult(rep.Actions, act.Failed))
-	fmt.Fprintln(w, pipeline.DescribeFreed(rep.Freed))
+		rep.Count(act.Done), rep.Count(act.Skipped), rep.Count(act.Failed))
+	fmt.Fprintln(w, DescribeFreed(rep.Freed, ptyName))
 	for _, a := range rep.Actions {
 		if a.Result == act.Done && a.Reason == "" {
 			continue
 		}
 		what := fmt.Sprintf("pid %d %s", a.PID, Printable(a.Kind))
 		if a.FD != nil && a.Index != nil {
-			what = fmt.Sprintf("pid %d fd %d (pts/%d)", a.PID, *a.FD, *a.Index)
+			what = fmt.Sprintf("pid %d fd %d (%s)", a.PID, *a.FD, ptyName(*a.Index))
 		}
 		fmt.Fprintf(w, "  %-7s %s: %s\n", Printable(a.Result), what, Printable(a.Reason))
 	}
@@ -39,7 +39,7 @@ func WriteReleaseTable(w io.Writer, rep pipeline.Report) {
 func WriteReleasePlan(w io.Writer, s *snapshot.Snapshot, items []plan.Item, notes []string) {
 	fmt.Fprintf(w, "Dry run: would release %s. Nothing was changed.\n", Describe(items))
 	WriteAuditTable(w, s, items)
-	n, why := pipeline.Left(items)
+	n, why := Left(items)
 	writeLeft(w, n, why)
 	writeNotes(w, notes)
 }

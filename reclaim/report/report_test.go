@@ -1,9 +1,11 @@
 package report
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -63,5 +65,20 @@ func TestSummaryCountsDistinctPTYsAndHolders(t *testing.T) {
 	got := Summary(snapshot.Pool{InUse: 495, Limit: 4096}, items)
 	if want := "495 of 4096 PTYs in use; 2 leaked in 2 processes; 1 stuck child"; got != want {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestDescribeFreedNamesPTYsAsThePlatformDoes(t *testing.T) {
+	pts := func(i int) string { return fmt.Sprintf("pts/%d", i) }
+	ttys := func(i int) string { return fmt.Sprintf("ttys%03d", i) }
+	linux := []act.Freed{{Instance: 0x1a, Index: 3}, {Instance: 0x1a, Index: 4}}
+	if got, want := DescribeFreed(linux, pts), "Freed 2 PTYs: pts/3, pts/4 (devpts 0:26)."; got != want {
+		t.Errorf("linux: %q, want %q", got, want)
+	}
+	if got, want := DescribeFreed([]act.Freed{{Index: 7}}, ttys), "Freed 1 PTY: ttys007."; got != want {
+		t.Errorf("macOS: %q, want %q", got, want)
+	}
+	if got := DescribeFreed(nil, pts); got != "Freed no PTY." {
+		t.Errorf("none: %q", got)
 	}
 }

@@ -199,3 +199,13 @@ func (s *Snapshot) Process(pid int) *Process {
 	}
 	return nil
 }
+
+// HeldPTYs counts the distinct PTYs the process holds an fd on: a master
+// and its slave, or two dups of one fd, count once.
+func (p *Process) HeldPTYs() int {
+	seen := map[PTYID]bool{}
+	for _, f := range p.PTYFDs {
+		seen[f.PTY] = true
+	}
+	return len(seen)
+}
