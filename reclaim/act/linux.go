@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -204,8 +205,7 @@ func (l *Linux) checkSlave(it plan.Item, slave int) error {
 // pidfd pins the process, and before each signal its start time and its
 // blocked read on the same pipe are checked again.
 func (l *Linux) Kill(ctx context.Context, it plan.Item, log *zap.Logger) Action {
-	p := it.Process
-	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	pidfd, err := unix.PidfdOpen(it.Process.PID, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return NewAction(it, Skipped, reasonExited)
@@ -213,43 +213,29 @@ func (l *Linux) Kill(ctx context.Context, it plan.Item, log *zap.Logger) Action 
 		return NewAction(it, Failed, fmt.Sprintf("pidfd_open: %v", err))
 	}
 	defer unix.Close(pidfd)
-	if reason := l.stillStuck(it); reason != "" {
-		return NewAction(it, Skipped, reason)
-	}
-	if a, done := signal(it, pidfd, unix.SIGTERM, l.Grace, log); done {
-		return a
-	}
-	// Still there after the grace period: only a process that is still the
-	// same one, stuck the same way, gets SIGKILL.
-	if reason := l.stillStuck(it); reason != "" {
-		if reason == reasonExited {
-			return NewAction(it, Done, "")
-		}
-		return NewAction(it, Skipped, "after SIGTERM "+reason)
-	}
-	if a, done := signal(it, pidfd, unix.SIGKILL, 5*time.Second, log); done {
-		return a
-	}
-	return NewAction(it, Failed, "still alive 5s after SIGKILL (in uninterruptible sleep?)")
+	result, reason := end(&pidfdProcess{l: l, it: it, pidfd: pidfd}, l.Grace, log)
+	return NewAction(it, result, reason)
 }
 
-// signal sends sig through the pidfd and waits up to d for the exit. done
-// is false when the process is still alive.
-func signal(it plan.Item, pidfd int, sig unix.Signal, d time.Duration, log *zap.Logger) (Action, bool) {
-	if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return NewAction(it, Done, ""), true
-		}
-		return NewAction(it, Failed, fmt.Sprintf("%s: %v", unix.SignalName(sig), err)), true
-	}
-	log.Debug("signal sent", zap.Int("pid", it.Process.PID), zap.String("signal", unix.SignalName(sig)))
-	if waitExit(pidfd, d) {
-		return NewAction(it, Done, ""), true
-	}
-	return Action{}, false
+// pidfdProcess is an orphan child pinned by a pidfd, for the kill ladder.
+type pidfdProcess struct {
+	l     *Linux
+	it    plan.Item
+	pidfd int
 }
 
-const reasonExited = "it already exited"
+func (p *pidfdProcess) pid() int { return p.it.Process.PID }
+
+func (p *pidfdProcess) recheck() (bool, string) {
+	why := p.l.stillStuck(p.it)
+	return why == reasonExited, why
+}
+
+func (p *pidfdProcess) signal(sig syscall.Signal) error {
+	return unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+}
+
+func (p *pidfdProcess) waitExit(d time.Duration) bool { return waitExit(p.pidfd, d) }
 
 // stillStuck re-checks identity and state; it returns why not, or "".
 func (l *Linux) stillStuck(it plan.Item) string {

@@ -2,7 +2,6 @@ package act
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"syscall"
@@ -67,8 +66,6 @@ type holderEnd struct {
 // pollEvery is how often an exit is polled: macOS has no pidfd.
 const pollEvery = 50 * time.Millisecond
 
-const macExited = "it already exited"
-
 // reclaim releases one process's items: kill-holder items end the holder
 // once, the others are released in place through lldb.
 func (m *macActor) reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
@@ -122,33 +119,35 @@ func (m *macActor) killHolder(it plan.Item, log *zap.Logger) Action {
 	return NewAction(it, result, reason)
 }
 
-// end ends a process: SIGTERM, the grace period, then SIGKILL. Before each
-// signal it must still be the same process (pid and start time) and, when
-// still is set, still in the state that justified ending it. macOS has no
-// pidfd, so a pid reused between the check and kill(2) cannot be excluded;
-// the window is one libproc call long.
+// end ends a process through the kill ladder. Before each signal it must
+// still be the same process (pid and start time) and, when still is set,
+// still in the state that justified ending it. macOS has no pidfd, so a
+// pid reused between the check and kill(2) cannot be excluded; the window
+// is one libproc call long.
 func (m *macActor) end(key snapshot.Key, still func() string, log *zap.Logger) (string, string) {
-	gone, why := m.same(key, still)
-	switch {
-	case gone:
-		return Skipped, macExited
-	case why != "":
-		return Skipped, why
+	return end(&macProcess{m: m, key: key, still: still}, m.grace, log)
+}
+
+// macProcess is a process known by pid and start time, for the kill
+// ladder.
+type macProcess struct {
+	m     *macActor
+	key   snapshot.Key
+	still func() string
+}
+
+func (p *macProcess) pid() int                        { return p.key.PID }
+func (p *macProcess) recheck() (bool, string)         { return p.m.same(p.key, p.still) }
+func (p *macProcess) signal(sig syscall.Signal) error { return p.m.sys.signal(p.key.PID, sig) }
+func (p *macProcess) waitExit(d time.Duration) bool {
+	for waited := time.Duration(0); waited < d; waited += pollEvery {
+		p.m.sys.sleep(pollEvery)
+		start, exited, err := p.m.sys.identity(p.key.PID)
+		if err == nil && (exited || start != p.key.StartTime) {
+			return true
+		}
 	}
-	if result, reason, done := m.send(key, syscall.SIGTERM, m.grace, log); done {
-		return result, reason
-	}
-	gone, why = m.same(key, still)
-	switch {
-	case gone:
-		return Done, ""
-	case why != "":
-		return Skipped, "after SIGTERM " + why
-	}
-	if result, reason, done := m.send(key, syscall.SIGKILL, 5*time.Second, log); done {
-		return result, reason
-	}
-	return Failed, "still alive 5s after SIGKILL (in uninterruptible sleep?)"
+	return false
 }
 
 // same re-checks a process: gone is true when it exited; why says why it
@@ -169,36 +168,6 @@ func (m *macActor) same(key snapshot.Key, still func() string) (gone bool, why s
 	return false, ""
 }
 
-// send signals the process and waits up to d for it to exit; done is false
-// when it is still alive.
-func (m *macActor) send(key snapshot.Key, sig syscall.Signal, d time.Duration, log *zap.Logger) (result, reason string, done bool) {
-	if err := m.sys.signal(key.PID, sig); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return Done, "", true
-		}
-		return Failed, fmt.Sprintf("%s: %v", sigName(sig), err), true
-	}
-	log.Debug("signal sent", zap.Int("pid", key.PID), zap.String("signal", sigName(sig)))
-	for waited := time.Duration(0); waited < d; waited += pollEvery {
-		m.sys.sleep(pollEvery)
-		start, exited, err := m.sys.identity(key.PID)
-		if err == nil && (exited || start != key.StartTime) {
-			return Done, "", true
-		}
-	}
-	return "", "", false
-}
-
-func sigName(sig syscall.Signal) string {
-	switch sig {
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	}
-	return fmt.Sprintf("signal %d", int(sig))
-}
-
 // releaseInPlace releases items[idx] of p inside the process with one lldb
 // session, and fills out[idx]. Each fd is checked through libproc before
 // (the planned side and minor, no I/O since the scan) and after (now
@@ -217,7 +186,7 @@ func (m *macActor) releaseInPlace(ctx context.Context, p *snapshot.Process, item
 		return setAll(Failed, r)
 	}
 	if gone, why := m.same(p.Key(), nil); gone {
-		return setAll(Skipped, macExited)
+		return setAll(Skipped, reasonExited)
 	} else if why != "" {
 		return setAll(Skipped, why)
 	}
