@@ -28,6 +28,7 @@ type lib struct {
 	pidPath       uintptr // int proc_pidpath(int pid, void *buf, uint32_t size)
 	dynKqueueInfo uintptr // int proc_piddynkqueueinfo(int pid, int flavor, kqueue_id_t id, void *buf, int size); private, may be 0
 	csops         uintptr // int csops(pid_t pid, unsigned int ops, void *addr, size_t size); may be 0
+	sysctlByName  uintptr // int sysctlbyname(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
 	errnoLoc      func() *int32
 }
 
@@ -58,6 +59,7 @@ func openLib() (*lib, error) {
 		{"proc_pidinfo", &l.pidInfo},
 		{"proc_pidfdinfo", &l.pidFDInfo},
 		{"proc_pidpath", &l.pidPath},
+		{"sysctlbyname", &l.sysctlByName},
 	}
 	for _, r := range required {
 		if *r.fn, err = purego.Dlsym(h, r.name); err != nil {
@@ -327,4 +329,25 @@ func (l *lib) csStatus(pid int) (uint32, error) {
 		return 0, e
 	}
 	return flags, nil
+}
+
+// SetSysctlInt writes an int sysctl by name, as root. golang.org/x/sys/unix
+// reads sysctls but cannot write them; this is the one libSystem loader of
+// the binary, shared with the scanner.
+func SetSysctlInt(name string, v int32) error {
+	l, err := loadLib()
+	if err != nil {
+		return err
+	}
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return err
+	}
+	r, _, e := purego.SyscallN(l.sysctlByName, uintptr(unsafe.Pointer(p)), 0, 0, uintptr(unsafe.Pointer(&v)), unsafe.Sizeof(v))
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(&v)
+	if int32(r) != 0 {
+		return fmt.Errorf("sysctlbyname %s=%d: %w", name, v, syscall.Errno(uint32(e)))
+	}
+	return nil
 }
