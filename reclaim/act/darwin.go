@@ -4,12 +4,6 @@ package act
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/lldb"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
@@ -67,7 +62,7 @@ func NewDarwin(o DarwinOptions) *Darwin {
 			},
 			look:   lookFD(),
 			lastIO: libproc.PTYLastIO,
-			lldb:   runLLDB(o.LLDB, o.ExprTimeout),
+			lldb:   lldb.Run(o.LLDB, o.ExprTimeout),
 		},
 	}}
 }
@@ -97,52 +92,4 @@ func lookFD() func(pid, fd int) (libproc.FDNow, error) {
 		}
 		return probe.Look(pid, fd)
 	}
-}
-
-// runLLDB runs lldb with a deadline that covers the attach and every call.
-// Its environment is minimal: root must not pick up a user's settings.
-func runLLDB(path string, exprTimeout time.Duration) func(ctx context.Context, args []string) (string, error) {
-	return func(ctx context.Context, args []string) (string, error) {
-		bin := path
-		if bin == "" {
-			var err error
-			if bin, err = findLLDB(); err != nil {
-				return "", err
-			}
-		}
-		calls := strings.Count(strings.Join(args, "\x00"), "expression ")
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(calls)*exprTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "TERM=dumb", "HOME=/var/root"}
-		// SIGTERM lets lldb detach before it exits; SIGKILL only after.
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		cmd.WaitDelay = 10 * time.Second
-		out, err := cmd.CombinedOutput()
-		if ctx.Err() != nil {
-			return string(out), fmt.Errorf("lldb timed out: %w", ctx.Err())
-		}
-		var exit *exec.ExitError
-		if err != nil && !errors.As(err, &exit) {
-			return string(out), fmt.Errorf("lldb: %w", err)
-		}
-		// A non-zero exit is read from the output like any other failure.
-		return string(out), nil
-	}
-}
-
-// findLLDB finds a real lldb. /usr/bin/lldb is deliberately not used: it is
-// a shim that asks to install the developer tools when they are missing.
-func findLLDB() (string, error) {
-	var candidates []string
-	if out, err := exec.Command("/usr/bin/xcode-select", "-p").Output(); err == nil {
-		if dir := strings.TrimSpace(string(out)); dir != "" {
-			candidates = append(candidates, filepath.Join(dir, "usr/bin/lldb"))
-		}
-	}
-	candidates = append(candidates, lldbFallbacks...)
-	return pickLLDB(candidates, func(p string) bool {
-		st, err := os.Stat(p)
-		return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
-	})
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/lldb"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
@@ -37,7 +38,7 @@ type macSys struct {
 	lastIO func(index int) time.Time
 	// lldb runs lldb and returns its output. The error is for lldb that
 	// could not run (missing, timed out), not for a failed attach.
-	lldb func(ctx context.Context, args []string) (string, error)
+	lldb lldb.Runner
 }
 
 // macActor carries out plans on macOS.
@@ -215,18 +216,13 @@ func (m *macActor) releaseInPlace(ctx context.Context, p *snapshot.Process, item
 		return 0
 	}
 
-	method := items[todo[0]].Method
-	args, steps := lldbScript(p.PID, fds, method, m.exprTimeout)
-	start := time.Now()
-	text, err := m.sys.lldb(ctx, args)
-	frozen := time.Since(start)
+	res, frozen, err := lldb.Release(ctx, m.sys.lldb, lldb.Target{PID: p.PID, FDs: fds, Method: items[todo[0]].Method, Timeout: m.exprTimeout})
 	if err != nil {
 		for _, i := range todo {
 			out[i] = NewAction(items[i], Failed, err.Error())
 		}
 		return frozen
 	}
-	res := parseLLDB(text, steps)
 	if res.AttachError != "" {
 		log.Info("lldb could not attach", zap.Int("pid", p.PID), zap.String("error", res.AttachError))
 	}
