@@ -77,7 +77,7 @@ func RunDaemon(ctx context.Context, env *Env, o *DaemonOptions) error {
 	d, err := daemon.New(daemon.Config{
 		PolicyPath: o.PolicyPath, Interval: o.Interval, MetricsAddr: o.MetricsAddr,
 		SocketPath: o.SocketPath, TextfileDir: o.TextfileDir, LockPath: o.LockPath,
-		Source: env.Source, NewActor: env.Platform.NewActor, RaiseLimit: env.Platform.RaiseLimit, Log: env.Log,
+		Source: env.Source, Platform: env.Platform, Log: env.Log,
 	})
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}

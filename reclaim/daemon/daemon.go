@@ -21,8 +21,10 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/platform"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
@@ -40,12 +42,10 @@ type Config struct {
 	TextfileDir string
 	LockPath    string
 	Source      snapshot.Source
-	// NewActor returns what acts, for one snapshot.
-	NewActor func(*snapshot.Snapshot) act.Actor
-	// RaiseLimit, when set, raises the system PTY limit under critical
-	// pressure (macOS kern.tty.ptmx_max) and returns the new limit.
-	RaiseLimit func(pool snapshot.Pool) (int, error)
-	Log        *zap.Logger
+	// Platform is what acts, raises the PTY limit under critical pressure
+	// (macOS kern.tty.ptmx_max) and says who is asking on the socket.
+	Platform *platform.Platform
+	Log      *zap.Logger
 }
 
 // Daemon is one running daemon.
@@ -68,6 +68,9 @@ type Daemon struct {
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Interval <= 0 {
 		return nil, fmt.Errorf("--interval %s: must be more than 0", cfg.Interval)
+	}
+	if cfg.Platform == nil || cfg.Source == nil {
+		return nil, errors.New("daemon: no platform to act through")
 	}
 	if cfg.TextfileDir != "" {
 		if err := checkTextfileDir(cfg.TextfileDir); err != nil {
@@ -237,7 +240,7 @@ func (d *Daemon) recoverPanic(where string, log *zap.Logger) {
 type releaseRequest struct {
 	// caller is who sent a self-service request; nil for the daemon's own
 	// cycle, where the policy's allow rules decide.
-	caller  *caller
+	caller  *peer.Caller
 	pids    []int
 	names   []string
 	all     bool
@@ -256,13 +259,13 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.S
 	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method}
 	if cl := r.caller; cl != nil {
 		req.Target = targetOf(r)
-		if !cl.root {
+		if !cl.Root {
 			req.Before = func(items []plan.Item, actor act.Actor) (act.Actor, error) {
 				return d.checkCaller(*cl, scan.Snap, items, actor, log)
 			}
 		}
 	}
-	res, err := pipeline.Run(ctx, d.cfg.Source, d.cfg.NewActor(scan.Snap), scan, req, log)
+	res, err := pipeline.Run(ctx, d.cfg.Source, d.cfg.Platform.NewActor(scan.Snap), scan, req, log)
 	if err != nil {
 		return report.Release{}, err
 	}
@@ -274,8 +277,8 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.S
 	}
 	rep := res.Report
 	d.metrics.observeActions(rep.Actions)
-	if r.caller != nil && !r.caller.root {
-		redact(rep.Actions, scan.Snap, r.caller.uid)
+	if r.caller != nil && !r.caller.Root {
+		redact(rep.Actions, scan.Snap, r.caller.UID)
 	}
 	return rep, nil
 }
@@ -291,7 +294,7 @@ func targetOf(r releaseRequest) pipeline.Target {
 // the caller could not act on herself (mayAct) is skipped, with one
 // refusal record per process. It returns the platform that asks the same
 // again under each freeze.
-func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.Item, actor act.Actor, log *zap.Logger) (act.Actor, error) {
+func (d *Daemon) checkCaller(cl peer.Caller, snap *snapshot.Snapshot, items []plan.Item, actor act.Actor, log *zap.Logger) (act.Actor, error) {
 	refused := map[int]error{}
 	for i := range items {
 		it := &items[i]
@@ -304,7 +307,7 @@ func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.It
 			if !owns(&cl, it.Process) {
 				err = errors.New("not your process")
 			} else {
-				err = mayAct(cl, pid, it.Process.StartTime)
+				err = d.cfg.Platform.MayAct(cl, pid, it.Process.StartTime)
 			}
 			refused[pid] = err
 			if err != nil {
@@ -316,12 +319,12 @@ func (d *Daemon) checkCaller(cl caller, snap *snapshot.Snapshot, items []plan.It
 			it.Verdict, it.Method, it.Reason = plan.Skip, "", "refused: "+err.Error()
 		}
 	}
-	return guarded(actor, func(pid int) error {
+	return d.cfg.Platform.Guard(actor, func(pid int) error {
 		p := snap.Process(pid)
 		if p == nil {
 			return fmt.Errorf("pid %d was not in the scan", pid)
 		}
-		if err := mayAct(cl, pid, p.StartTime); err != nil {
+		if err := d.cfg.Platform.MayAct(cl, pid, p.StartTime); err != nil {
 			log.Info("self-service refused under the freeze", zap.Int("pid", pid), zap.String("reason", err.Error()))
 			return fmt.Errorf("refused under the freeze: %w", err)
 		}
@@ -373,8 +376,8 @@ func (d *Daemon) warnPressure(pol *policy.Policy, scan *pipeline.Scan) {
 	}
 	// A running helper needs no PTY: it can raise the limit when even
 	// `sudo sysctl` no longer can.
-	if level == policy.LevelCritical && d.cfg.RaiseLimit != nil {
-		if to, err := d.cfg.RaiseLimit(pool); err != nil {
+	if level == policy.LevelCritical && d.cfg.Platform.RaiseLimit != nil {
+		if to, err := d.cfg.Platform.RaiseLimit(pool); err != nil {
 			d.log.Warn("raising the PTY limit failed", zap.Int("limit", pool.Limit), zap.Error(err))
 		} else if to > pool.Limit {
 			d.log.Warn("raised the PTY limit", zap.Int("from", pool.Limit), zap.Int("to", to))

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/pipeline"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
@@ -72,7 +73,7 @@ func (d *Daemon) serve(ctx context.Context, l *net.UnixListener) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		cl, err := peerCaller(c)
+		cl, err := d.cfg.Platform.Peer(c)
 		if err != nil {
 			d.refuse(c, d.log, Response{Error: "cannot tell who is asking: " + err.Error()})
 			continue
@@ -80,16 +81,16 @@ func (d *Daemon) serve(ctx context.Context, l *net.UnixListener) {
 		mu.Lock()
 		busy := ""
 		switch {
-		case perUID[cl.uid] >= maxPerUID:
-			busy = fmt.Sprintf("the daemon is busy: uid %d already has %d requests open (at most %d per user); try again", cl.uid, perUID[cl.uid], maxPerUID)
+		case perUID[cl.UID] >= maxPerUID:
+			busy = fmt.Sprintf("the daemon is busy: uid %d already has %d requests open (at most %d per user); try again", cl.UID, perUID[cl.UID], maxPerUID)
 		case total >= maxConnections:
 			busy = fmt.Sprintf("the daemon is busy: %d requests are open (at most %d); try again", total, maxConnections)
 		default:
 			total++
-			perUID[cl.uid]++
+			perUID[cl.UID]++
 		}
 		mu.Unlock()
-		log := d.log.With(zap.Int("peer_uid", cl.uid), zap.Int("peer_pid", cl.pid))
+		log := d.log.With(zap.Int("peer_uid", cl.UID), zap.Int("peer_pid", cl.PID))
 		if busy != "" {
 			d.refuse(c, log, Response{Error: busy, Busy: true})
 			continue
@@ -99,7 +100,7 @@ func (d *Daemon) serve(ctx context.Context, l *net.UnixListener) {
 			defer func() {
 				mu.Lock()
 				total--
-				perUID[cl.uid]--
+				perUID[cl.UID]--
 				mu.Unlock()
 				handlers.Done()
 			}()
@@ -118,7 +119,7 @@ func (d *Daemon) refuse(c *net.UnixConn, log *zap.Logger, r Response) {
 
 // handle answers one connection: one request line, one response line. A
 // panic ends this request, not the daemon.
-func (d *Daemon) handle(ctx context.Context, c *net.UnixConn, cl caller, log *zap.Logger) {
+func (d *Daemon) handle(ctx context.Context, c *net.UnixConn, cl peer.Caller, log *zap.Logger) {
 	defer c.Close()
 	answered := false
 	defer func() {
@@ -161,12 +162,12 @@ func (d *Daemon) handle(ctx context.Context, c *net.UnixConn, cl caller, log *za
 }
 
 // selfService checks and runs one request.
-func (d *Daemon) selfService(ctx context.Context, cl caller, req Request, log *zap.Logger) Response {
+func (d *Daemon) selfService(ctx context.Context, cl peer.Caller, req Request, log *zap.Logger) Response {
 	if req.Op != "release" {
 		return Response{Error: fmt.Sprintf("bad request: unknown op %q", req.Op), Usage: true}
 	}
 	pol := d.policy()
-	if !cl.root && !pol.SelfService {
+	if !cl.Root && !pol.SelfService {
 		return Response{Error: "self-service is off: the policy " + pol.Source + " does not set self_service: true"}
 	}
 	if err := policy.CheckMethodFlag(req.Method); err != nil {
@@ -268,4 +269,4 @@ func writeResponse(c net.Conn, r Response) {
 
 // owns reports whether the process belongs to the caller by its real uid
 // (root owns all); mayAct then checks every other credential.
-func owns(cl *caller, p *snapshot.Process) bool { return cl.root || p.UID == cl.uid }
+func owns(cl *peer.Caller, p *snapshot.Process) bool { return cl.Root || p.UID == cl.UID }

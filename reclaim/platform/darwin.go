@@ -10,6 +10,7 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -28,6 +29,9 @@ func Host() *Platform {
 			Lock:   "/var/run/ptyreclaim.lock",
 		},
 		PTYName: func(index int) string { return fmt.Sprintf("ttys%03d", index) },
+		Peer:    peer.FromConn,
+		MayAct:  peer.MayAct,
+		Guard:   noGuard,
 	}
 }
 

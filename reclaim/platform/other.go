@@ -9,6 +9,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -25,5 +26,8 @@ func Host() *Platform {
 			Lock:   "/var/run/ptyreclaim.lock",
 		},
 		PTYName: ptsName,
+		Peer:    peer.FromConn,
+		MayAct:  peer.MayAct,
+		Guard:   noGuard,
 	}
 }

@@ -8,12 +8,14 @@ package platform
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -35,6 +37,15 @@ type Platform struct {
 	// PTYName names a PTY as the user sees it: pts/N on Linux, ttysNNN on
 	// macOS.
 	PTYName func(index int) string
+
+	// Peer says who is at the other end of the daemon's socket.
+	Peer func(c *net.UnixConn) (peer.Caller, error)
+	// MayAct says why a self-service caller could not act on the process
+	// herself (nil when she could).
+	MayAct func(cl peer.Caller, pid int, start uint64) error
+	// Guard returns actor with check asked again under every freeze; a
+	// platform that must but cannot do so returns an error.
+	Guard func(actor act.Actor, check func(pid int) error) (act.Actor, error)
 }
 
 // Paths are the installed locations.
@@ -79,3 +90,7 @@ func (unsupported) Take(context.Context, snapshot.Options) (*snapshot.Snapshot, 
 }
 
 func (unsupported) Pool() (snapshot.Pool, error) { return snapshot.Pool{}, ErrUnsupported }
+
+// noGuard is the Guard of a platform with no freeze-time check to add
+// (see peer.MayAct).
+func noGuard(actor act.Actor, _ func(pid int) error) (act.Actor, error) { return actor, nil }

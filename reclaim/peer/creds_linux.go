@@ -1,6 +1,6 @@
 //go:build linux
 
-package daemon
+package peer
 
 import (
 	"errors"
@@ -16,15 +16,15 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
-// peerCaller returns who is at the other end of a Unix socket. uid, gid and
+// FromConn returns who is at the other end of a Unix socket. uid, gid and
 // pid are what the kernel recorded at connect time (SO_PEERCRED: the
 // effective ids), so a request cannot forge them. The user namespace is
 // read through a pidfd of that very process (SO_PEERPIDFD), so that a peer
 // that exits and has its pid reused cannot lend us another process's.
-func peerCaller(c *net.UnixConn) (caller, error) {
+func FromConn(c *net.UnixConn) (Caller, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return caller{}, err
+		return Caller{}, err
 	}
 	var cred *unix.Ucred
 	pidfd, cerr, pidfdErr := -1, error(nil), error(nil)
@@ -38,32 +38,32 @@ func peerCaller(c *net.UnixConn) (caller, error) {
 		err = cerr
 	}
 	if err != nil {
-		return caller{}, err
+		return Caller{}, err
 	}
-	cl := caller{uid: int(cred.Uid), gid: int(cred.Gid), pid: int(cred.Pid)}
+	cl := Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}
 	if pidfdErr != nil {
 		// Kernels before 6.5 lack SO_PEERPIDFD; a pidfd taken now pins the
 		// process from here on, which is the best they allow.
-		if pidfd, err = unix.PidfdOpen(cl.pid, 0); err != nil {
-			return caller{}, fmt.Errorf("the connecting process %d is gone: %w", cl.pid, err)
+		if pidfd, err = unix.PidfdOpen(cl.PID, 0); err != nil {
+			return Caller{}, fmt.Errorf("the connecting process %d is gone: %w", cl.PID, err)
 		}
 	}
 	defer unix.Close(pidfd)
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", cl.pid))
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", cl.PID))
 	if err != nil {
-		return caller{}, fmt.Errorf("cannot read the user namespace of the connecting process: %w", err)
+		return Caller{}, fmt.Errorf("cannot read the user namespace of the connecting process: %w", err)
 	}
 	// The pidfd still names a live process with that pid: the link we just
 	// read was that process's.
-	if pid, err := pidfdPID(pidfd); err != nil || pid != cl.pid {
-		return caller{}, errors.New("the connecting process exited before it could be checked")
+	if pid, err := pidfdPID(pidfd); err != nil || pid != cl.PID {
+		return Caller{}, errors.New("the connecting process exited before it could be checked")
 	}
-	cl.userNS = ns
+	cl.UserNS = ns
 	own, err := os.Readlink("/proc/self/ns/user")
 	if err != nil {
-		return caller{}, err
+		return Caller{}, err
 	}
-	cl.root = cl.uid == 0 && ns == own
+	cl.Root = cl.UID == 0 && ns == own
 	return cl, nil
 }
 
@@ -82,7 +82,7 @@ func pidfdPID(pidfd int) (int, error) {
 	return -1, errors.New("no Pid in a pidfd's fdinfo")
 }
 
-// mayAct reports why the caller could not ptrace pid herself, as the
+// MayAct reports why the caller could not ptrace pid herself, as the
 // kernel's PTRACE_MODE_ATTACH_REALCREDS rule would decide, or nil when she
 // could. It reads only /proc, never the target itself, and runs before
 // planning and again while the target is frozen (when no thread can change
@@ -94,8 +94,8 @@ func pidfdPID(pidfd int) (int, error) {
 // taken to hold no capabilities (she may have exec'd a program with file
 // capabilities after connecting, so hers cannot be known), so a target
 // holding any is refused.
-func mayAct(cl caller, pid int, start uint64) error {
-	if cl.root {
+func MayAct(cl Caller, pid int, start uint64) error {
+	if cl.Root {
 		return nil
 	}
 	dir := "/proc/" + strconv.Itoa(pid)
@@ -103,7 +103,7 @@ func mayAct(cl caller, pid int, start uint64) error {
 	if err != nil {
 		return fmt.Errorf("pid %d: cannot read its user namespace (it may have exited)", pid)
 	}
-	if ns != cl.userNS {
+	if ns != cl.UserNS {
 		return fmt.Errorf("pid %d runs in another user namespace than yours", pid)
 	}
 	// A process that is not dumpable has its /proc files (not the /proc/PID
@@ -114,7 +114,7 @@ func mayAct(cl caller, pid int, start uint64) error {
 	if err1 != nil || err2 != nil {
 		return fmt.Errorf("pid %d: cannot read its user namespace's id maps (it may have exited)", pid)
 	}
-	if cl.uid == nsRoot(uidMap) || cl.gid == nsRoot(gidMap) {
+	if cl.UID == nsRoot(uidMap) || cl.GID == nsRoot(gidMap) {
 		return fmt.Errorf("pid %d: you are the root of its user namespace, where whether it is dumpable cannot be told from /proc", pid)
 	}
 	tasks, err := os.ReadDir(dir + "/task")
@@ -134,7 +134,7 @@ func mayAct(cl caller, pid int, start uint64) error {
 }
 
 // threadMayBeTraced checks one thread's credentials and dumpability.
-func threadMayBeTraced(cl caller, pid int, statusPath string) error {
+func threadMayBeTraced(cl Caller, pid int, statusPath string) error {
 	f, err := os.Open(statusPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -157,7 +157,7 @@ func threadMayBeTraced(cl caller, pid int, statusPath string) error {
 		return fmt.Errorf("pid %d: %v", pid, err)
 	}
 	for i := range 4 {
-		if c.uids[i] != cl.uid || c.gids[i] != cl.gid {
+		if c.uids[i] != cl.UID || c.gids[i] != cl.GID {
 			return fmt.Errorf("pid %d runs with ids that are not all yours (uid %d %d %d %d, gid %d %d %d %d: setuid, setgid or changed ids); you could not ptrace it yourself",
 				pid, c.uids[0], c.uids[1], c.uids[2], c.uids[3], c.gids[0], c.gids[1], c.gids[2], c.gids[3])
 		}
@@ -166,7 +166,7 @@ func threadMayBeTraced(cl caller, pid int, statusPath string) error {
 		return fmt.Errorf("pid %d holds capabilities (CapPrm %016x, CapEff %016x); you could not ptrace it yourself", pid, c.capPrm, c.capEff)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if int(st.Uid) != cl.uid || int(st.Gid) != cl.gid {
+	if int(st.Uid) != cl.UID || int(st.Gid) != cl.GID {
 		return fmt.Errorf("pid %d is not dumpable (PR_SET_DUMPABLE 0, or it changed ids); you could not ptrace it yourself", pid)
 	}
 	return nil

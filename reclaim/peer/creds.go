@@ -1,4 +1,7 @@
-package daemon
+// Package peer says who is at the other end of the daemon's socket and
+// whether that user could act on a process herself: the self-service rule,
+// the part of the platform boundary the daemon needs.
+package peer
 
 import (
 	"bytes"
@@ -6,17 +9,17 @@ import (
 	"strconv"
 )
 
-// caller is who sent a self-service request, from the socket's peer
+// Caller is who sent a self-service request, from the socket's peer
 // credentials, which the kernel recorded at connect time.
-type caller struct {
-	uid, gid int
-	pid      int
-	// userNS is the peer's /proc/PID/ns/user link ("user:[4026531837]"),
+type Caller struct {
+	UID, GID int
+	PID      int
+	// UserNS is the peer's /proc/PID/ns/user link ("user:[4026531837]"),
 	// "" where the system has none.
-	userNS string
-	// root is true for uid 0 in the daemon's own user namespace: only
+	UserNS string
+	// Root is true for uid 0 in the daemon's own user namespace: only
 	// then may a request act on every process.
-	root bool
+	Root bool
 }
 
 // creds are the credentials of one thread, from /proc/PID/task/TID/status.

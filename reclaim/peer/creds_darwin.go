@@ -1,6 +1,6 @@
 //go:build darwin
 
-package daemon
+package peer
 
 import (
 	"net"
@@ -8,23 +8,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerCaller returns the effective uid and gid of the process at the other
+// FromConn returns the effective uid and gid of the process at the other
 // end of a Unix socket (LOCAL_PEERCRED), recorded by the kernel at connect
 // time. macOS has no user namespaces: uid 0 is root.
-func peerCaller(c *net.UnixConn) (caller, error) {
+func FromConn(c *net.UnixConn) (Caller, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return caller{}, err
+		return Caller{}, err
 	}
-	var cl caller
+	var cl Caller
 	cerr := error(nil)
 	err = raw.Control(func(fd uintptr) {
 		var cred *unix.Xucred
 		cred, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 		if cerr == nil {
-			cl.uid, cl.gid = int(cred.Uid), -1
+			cl.UID, cl.GID = int(cred.Uid), -1
 			if cred.Ngroups > 0 {
-				cl.gid = int(cred.Groups[0])
+				cl.GID = int(cred.Groups[0])
 			}
 		}
 	})
@@ -32,13 +32,13 @@ func peerCaller(c *net.UnixConn) (caller, error) {
 		err = cerr
 	}
 	if err != nil {
-		return caller{}, err
+		return Caller{}, err
 	}
-	cl.root = cl.uid == 0
+	cl.Root = cl.UID == 0
 	return cl, nil
 }
 
-// mayAct is not implemented on macOS yet: there only the selection's check
+// MayAct is not implemented on macOS yet: there only the selection's check
 // of the real uid holds (effective and saved uids would come from
 // sysctl kern.proc.pid). Linux is where this rule is enforced.
-func mayAct(caller, int, uint64) error { return nil }
+func MayAct(Caller, int, uint64) error { return nil }
