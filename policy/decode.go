@@ -303,11 +303,11 @@ func (d *decoder) defaults(n *yaml.Node, out *Defaults) error {
 		case "min_idle":
 			out.MinIdle, err = d.duration(f.val, key)
 		case "method":
-			out.Method, err = d.string(f.val, key)
+			out.Method, err = d.method(f.val, key)
 		case "watched":
 			out.Watched, err = d.string(f.val, key)
 		case "watched_method":
-			out.WatchedMethod, err = d.string(f.val, key)
+			out.WatchedMethod, err = d.method(f.val, key)
 		case "max_per_run":
 			out.MaxPerRun, err = d.int(f.val, key)
 		}
@@ -413,7 +413,7 @@ func (d *decoder) rules(n *yaml.Node, kind string) ([]Rule, error) {
 			case "disposable":
 				r.Disposable, err = d.bool(f.val, key)
 			case "watched_method":
-				r.WatchedMethod, err = d.string(f.val, key)
+				r.WatchedMethod, err = d.method(f.val, key)
 			}
 			if err != nil {
 				return nil, err
@@ -439,6 +439,12 @@ func (d *decoder) string(n *yaml.Node, key string) (string, error) {
 		return "", d.errorf(n, "%s must be a string, got %s (quote it if you mean the text %q)", key, describe(n), n.Value)
 	}
 	return n.Value, nil
+}
+
+// method reads a method name; validate checks which ones the key allows.
+func (d *decoder) method(n *yaml.Node, key string) (Method, error) {
+	v, err := d.string(n, key)
+	return Method(v), err
 }
 
 func (d *decoder) int(n *yaml.Node, key string) (int, error) {

@@ -164,7 +164,7 @@ func (r Rule) exactTerminalServer() string {
 	return ""
 }
 
-var replacementText = map[string]string{
+var replacementText = map[Method]string{
 	MethodHangup: "a hung-up pipe",
 	MethodQuiet:  "a silent socket",
 }

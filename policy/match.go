@@ -38,7 +38,7 @@ type Decision struct {
 	// lifts the built-in protection of a terminal server.
 	Exact bool
 	// WatchedMethod is the allow rule's watched_method, "" for the default.
-	WatchedMethod string
+	WatchedMethod Method
 }
 
 // Decide applies the rules to s: the first matching deny rule wins, else the

@@ -240,8 +240,8 @@ func TestReplacement(t *testing.T) {
 	cases := []struct {
 		watched  bool
 		d        Decision
-		override string
-		want     string
+		override Method
+		want     Method
 		why      string
 	}{
 		{false, Decision{}, "", MethodDevNull, "defaults.method devnull"},

@@ -12,19 +12,42 @@ import (
 	"time"
 )
 
-// Values of the enumerated settings.
+// Method is how a leak is released: the one vocabulary of the policy file,
+// --method, the plan, the injector and the action records.
+type Method string
+
+// The methods. The first four are what a policy or --method may name for
+// an fd; the kills are what the plan gives orphans and disposable holders.
 const (
-	MethodDevNull = "devnull"
-	MethodClose   = "close"
+	MethodDevNull Method = "devnull"
+	MethodClose   Method = "close"
 	// MethodHangup replaces the fd with the read end of a pipe whose
 	// write end is closed (EOF, POLLHUP, writes fail with EBADF), and
 	// moves its epoll registrations there: it looks like a real hang-up.
-	MethodHangup = "hangup"
+	MethodHangup Method = "hangup"
 	// MethodQuiet replaces the fd with a socket whose peer stays open in
 	// the holder (pollable, never readable, writes accepted until its
 	// buffer fills), and moves its epoll registrations there.
-	MethodQuiet = "quiet"
+	MethodQuiet Method = "quiet"
+	// MethodKill ends an orphan child (SIGTERM, grace, SIGKILL).
+	MethodKill Method = "kill"
+	// MethodKillHolder ends a disposable holder whose fds cannot be
+	// released in place: its PTYs close with it.
+	MethodKillHolder Method = "kill-holder"
+)
 
+// Pollable reports whether m leaves an fd that epoll accepts, the only
+// kind a watched fd may get.
+func (m Method) Pollable() bool { return m == MethodHangup || m == MethodQuiet }
+
+// ForFD reports whether m is a method for an fd (what a policy file or
+// --method may name).
+func (m Method) ForFD() bool {
+	return m == MethodDevNull || m == MethodClose || m.Pollable()
+}
+
+// Values of the other enumerated settings.
+const (
 	WatchedSkip    = "skip"
 	WatchedReclaim = "reclaim"
 
@@ -68,7 +91,7 @@ type Defaults struct {
 	MinIdle time.Duration
 	// Method is MethodDevNull, MethodClose, MethodHangup or MethodQuiet,
 	// for fds no event loop of the holder watches.
-	Method string
+	Method Method
 	// Watched is WatchedSkip or WatchedReclaim, for fds still registered in
 	// the holder's epoll or kqueue set.
 	Watched string
@@ -76,7 +99,7 @@ type Defaults struct {
 	// replaced with when Watched is WatchedReclaim. Never devnull or close:
 	// /dev/null cannot be polled (libuv aborts on its next epoll_ctl) and a
 	// closed number is reused.
-	WatchedMethod string
+	WatchedMethod Method
 	// MaxPerRun caps the actions on one process in one run.
 	MaxPerRun int
 }
@@ -118,7 +141,7 @@ type Rule struct {
 	Disposable bool
 	// WatchedMethod overrides Defaults.WatchedMethod for the processes the
 	// rule allows; "" keeps the default.
-	WatchedMethod string
+	WatchedMethod Method
 	// Line is the rule's line in the file, 0 when unknown.
 	Line int
 }
@@ -205,22 +228,22 @@ func Default() *Policy {
 // policy's defaults, the matching rule and a command-line method (override,
 // "" for none). A watched fd always gets a pollable method, whatever the
 // override says.
-func (p *Policy) Replacement(watched bool, d Decision, override string) (method, why string) {
+func (p *Policy) Replacement(watched bool, d Decision, override Method) (method Method, why string) {
 	if !watched {
 		if override != "" {
-			return override, "unwatched: --method " + override
+			return override, "unwatched: --method " + string(override)
 		}
-		return p.Defaults.Method, "unwatched: defaults.method " + p.Defaults.Method
+		return p.Defaults.Method, "unwatched: defaults.method " + string(p.Defaults.Method)
 	}
-	method, why = p.Defaults.WatchedMethod, "watched by its event loop: defaults.watched_method "+p.Defaults.WatchedMethod
+	method, why = p.Defaults.WatchedMethod, "watched by its event loop: defaults.watched_method "+string(p.Defaults.WatchedMethod)
 	if d.WatchedMethod != "" {
-		method, why = d.WatchedMethod, "watched by its event loop: "+d.Rule+" watched_method "+d.WatchedMethod
+		method, why = d.WatchedMethod, "watched by its event loop: "+d.Rule+" watched_method "+string(d.WatchedMethod)
 	}
-	if override == MethodHangup || override == MethodQuiet {
-		return override, "watched by its event loop: --method " + override
+	if override.Pollable() {
+		return override, "watched by its event loop: --method " + string(override)
 	}
 	if override != "" {
-		why += " (not --method " + override + ": the loop needs an fd it can poll)"
+		why += " (not --method " + string(override) + ": the loop needs an fd it can poll)"
 	}
 	return method, why
 }
@@ -228,7 +251,7 @@ func (p *Policy) Replacement(watched bool, d Decision, override string) (method,
 // CheckMethodFlag checks a --method given on the command line or in a
 // self-service request: "" (the policy's) or a method a person may ask
 // for by hand.
-func CheckMethodFlag(m string) error {
+func CheckMethodFlag(m Method) error {
 	if m != "" && m != MethodDevNull && m != MethodClose {
 		return fmt.Errorf("--method %q: want devnull or close", m)
 	}

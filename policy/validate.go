@@ -135,13 +135,17 @@ func percentage(v float64) error {
 	return nil
 }
 
-func oneOf(v string, allowed ...string) error {
+func oneOf[T ~string](v T, allowed ...T) error {
 	for _, a := range allowed {
 		if v == a {
 			return nil
 		}
 	}
-	return fmt.Errorf("must be %s, got %q", strings.Join(allowed, " or "), v)
+	words := make([]string, len(allowed))
+	for i, a := range allowed {
+		words[i] = string(a)
+	}
+	return fmt.Errorf("must be %s, got %q", strings.Join(words, " or "), v)
 }
 
 // checkNameGlob validates a name pattern. "" means unset.

@@ -10,27 +10,30 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inject"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
-// Results of an action, as in cli.md.
+// Results of an action, as in cli.md: the injector's per-fd words, so
+// that one vocabulary runs from the injection to the JSON.
 const (
-	Done    = "done"
-	Skipped = "skipped"
-	Failed  = "failed"
+	Done    = inject.ResultDone
+	Skipped = inject.ResultSkipped
+	Failed  = inject.ResultFailed
 )
 
 // Action is one element of release --json "actions".
 type Action struct {
-	Kind   string `json:"kind"`
-	PID    int    `json:"pid"`
-	FD     *int   `json:"fd,omitempty"`
-	Index  *int   `json:"index,omitempty"`
-	Method string `json:"method"`
-	Result string `json:"result"`
-	Reason string `json:"reason"`
+	Kind   string        `json:"kind"`
+	PID    int           `json:"pid"`
+	FD     *int          `json:"fd,omitempty"`
+	Index  *int          `json:"index,omitempty"`
+	Method policy.Method `json:"method"`
+	Result string        `json:"result"`
+	Reason string        `json:"reason"`
 	// Frozen is how long the holder was frozen for the release this action
 	// was part of (0 for kills and skips).
 	Frozen time.Duration `json:"-"`
@@ -234,7 +237,7 @@ func (e *Executor) logged(p *snapshot.Process, a Action) Action {
 	fields := []zap.Field{
 		zap.String("kind", a.Kind), zap.Int("pid", a.PID), zap.Uint64("start_time", p.StartTime),
 		zap.String("comm", p.Comm), zap.String("exe", p.Exe), zap.Int("uid", p.UID),
-		zap.String("method", a.Method), zap.String("result", a.Result),
+		zap.String("method", string(a.Method)), zap.String("result", a.Result),
 	}
 	if a.FD != nil {
 		fields = append(fields, zap.Int("fd", *a.FD), zap.Int("index", *a.Index))
@@ -260,7 +263,7 @@ func NewAction(it plan.Item, result, reason string) Action {
 		fd, idx := it.FD, it.PTY.Index
 		a.FD, a.Index = &fd, &idx
 	} else {
-		a.Method = "kill"
+		a.Method = policy.MethodKill
 	}
 	return a
 }

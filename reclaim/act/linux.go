@@ -161,7 +161,7 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	// A short follow-up: did the program close the replacement itself?
 	var closedAfter map[int]time.Duration
 	for _, r := range rep.FDs {
-		if r.Result == inject.ResultDone && inject.Method(r.Method).Pollable() {
+		if r.Result == inject.ResultDone && r.Method.Pollable() {
 			closedAfter = inject.ClosedByProgram(p.PID, rep.FDs, followUp)
 			break
 		}
@@ -174,7 +174,7 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 			continue
 		}
 		a := NewAction(it, r.Result, r.Reason)
-		a.Method = string(r.Method)
+		a.Method = r.Method
 		if d, ok := closedAfter[it.FD]; ok {
 			secs := d.Seconds()
 			a.ClosedByProgramAfter = &secs

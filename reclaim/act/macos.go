@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/lldb"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
@@ -73,7 +74,7 @@ func (m *macActor) reclaim(ctx context.Context, p *snapshot.Process, items []pla
 	out := make([]Action, len(items))
 	var inPlace []int
 	for i, it := range items {
-		if it.Method == plan.MethodKillHolder {
+		if it.Method == policy.MethodKillHolder {
 			out[i] = m.killHolder(it, log)
 			continue
 		}
@@ -88,7 +89,7 @@ func (m *macActor) reclaim(ctx context.Context, p *snapshot.Process, items []pla
 
 // kill ends an orphan child, or the holder of a kill-holder item.
 func (m *macActor) kill(it plan.Item, log *zap.Logger) Action {
-	if it.Method == plan.MethodKillHolder {
+	if it.Method == policy.MethodKillHolder {
 		return m.killHolder(it, log)
 	}
 	pid, want := it.Process.PID, it.Process.Blocked

@@ -83,7 +83,7 @@ func master(index int) libproc.FDNow {
 	return libproc.FDNow{Kind: libproc.FDPTY, Side: snapshot.Master, Index: index}
 }
 
-func ptyItem(p *snapshot.Process, fd int, verdict plan.Verdict, method string) plan.Item {
+func ptyItem(p *snapshot.Process, fd int, verdict plan.Verdict, method policy.Method) plan.Item {
 	return plan.Item{Finding: classify.Finding{Kind: classify.KindPTY, Process: p, FD: fd, Side: snapshot.Master,
 		PTY: snapshot.PTYID{Index: fd + 10}, State: classify.Unattached, Proven: true}, Verdict: verdict, Method: method}
 }
@@ -95,15 +95,15 @@ func TestKillHolderOnce(t *testing.T) {
 	var actions []Action
 	// Through Kill, as the Executor routes kill verdicts, and Reclaim.
 	for _, fd := range []int{3, 4} {
-		actions = append(actions, m.kill(ptyItem(holder, fd, plan.Kill, plan.MethodKillHolder), zap.NewNop()))
+		actions = append(actions, m.kill(ptyItem(holder, fd, plan.Kill, policy.MethodKillHolder), zap.NewNop()))
 	}
-	got, _ := m.reclaim(context.Background(), holder, []plan.Item{ptyItem(holder, 5, plan.Kill, plan.MethodKillHolder)}, zap.NewNop())
+	got, _ := m.reclaim(context.Background(), holder, []plan.Item{ptyItem(holder, 5, plan.Kill, policy.MethodKillHolder)}, zap.NewNop())
 	actions = append(actions, got...)
 	if strings.Join(f.signals, ",") != "SIGTERM" {
 		t.Errorf("signals %v, want one SIGTERM", f.signals)
 	}
 	for i, a := range actions {
-		if a.Result != Done || a.Method != plan.MethodKillHolder || a.FD == nil {
+		if a.Result != Done || a.Method != policy.MethodKillHolder || a.FD == nil {
 			t.Errorf("action %d: %+v", i, a)
 		}
 	}
@@ -115,7 +115,7 @@ func TestKillHolderOnce(t *testing.T) {
 func TestKillHolderReused(t *testing.T) {
 	f := &fakeMac{start: map[int]uint64{50: 8}}
 	holder := &snapshot.Process{PID: 50, StartTime: 7}
-	a := f.actor().kill(ptyItem(holder, 3, plan.Kill, plan.MethodKillHolder), zap.NewNop())
+	a := f.actor().kill(ptyItem(holder, 3, plan.Kill, policy.MethodKillHolder), zap.NewNop())
 	if a.Result != Skipped || !strings.Contains(a.Reason, "another process now") || len(f.signals) != 0 {
 		t.Errorf("%+v, signals %v", a, f.signals)
 	}

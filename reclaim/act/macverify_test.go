@@ -62,7 +62,7 @@ func TestReleased(t *testing.T) {
 	}
 }
 
-func item(fd, index int, side snapshot.Side, method string) plan.Item {
+func item(fd, index int, side snapshot.Side, method policy.Method) plan.Item {
 	return plan.Item{
 		Finding: classify.Finding{Kind: classify.KindPTY, Process: &snapshot.Process{PID: 4242, StartTime: 1}, FD: fd,
 			Side: side, PTY: snapshot.PTYID{Index: index}, PTYName: "ttys016", State: classify.Unattached, Proven: true},

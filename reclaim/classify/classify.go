@@ -383,3 +383,40 @@ func orphanEvidence(s *snapshot.Snapshot, p *snapshot.Process, age time.Duration
 	return fmt.Sprintf("blocked in read(fd %d) on pipe:[%d], started %s ago; every write end is held %s, and no signal handler can run, so the read can never return",
 		p.Blocked.FD, p.Blocked.Pipe, age, who)
 }
+
+// Holding is what one process holds: distinct PTYs, and leaked ones (a
+// master and its slave, or two dups, count once).
+type Holding struct {
+	Process *snapshot.Process
+	PTYs    int
+	Leaked  int
+}
+
+// Holdings counts, per holder and in the order holders first appear, the
+// distinct PTYs the PTY findings show and how many of them are leaked: the
+// one count status, the metrics and the audit share.
+func Holdings(fs []Finding) []Holding {
+	type counts struct{ all, leaked map[snapshot.PTYID]bool }
+	per := map[*snapshot.Process]*counts{}
+	var order []*snapshot.Process
+	for _, f := range fs {
+		if f.Kind != KindPTY {
+			continue
+		}
+		c := per[f.Process]
+		if c == nil {
+			c = &counts{all: map[snapshot.PTYID]bool{}, leaked: map[snapshot.PTYID]bool{}}
+			per[f.Process] = c
+			order = append(order, f.Process)
+		}
+		c.all[f.PTY] = true
+		if f.Leak() {
+			c.leaked[f.PTY] = true
+		}
+	}
+	out := make([]Holding, 0, len(order))
+	for _, p := range order {
+		out = append(out, Holding{Process: p, PTYs: len(per[p].all), Leaked: len(per[p].leaked)})
+	}
+	return out
+}

@@ -234,3 +234,20 @@ func TestSlaveOnlyHolderIsToldAboutItself(t *testing.T) {
 		t.Errorf("master holder: %q", got[0].Evidence)
 	}
 }
+
+func TestHoldingsCountEachPTYOnce(t *testing.T) {
+	a := proc(10, master(3, pty(host, 0)), slave(4, pty(host, 0)), master(5, pty(host, 1)))
+	b := proc(11, master(3, pty(host, 2)))
+	fs := []Finding{
+		{Kind: KindPTY, Process: a, PTY: pty(host, 0), State: Unattached},
+		{Kind: KindPTY, Process: a, PTY: pty(host, 0), State: Unattached},
+		{Kind: KindPTY, Process: a, PTY: pty(host, 1), State: Live},
+		{Kind: KindOrphan, Process: proc(12), State: Orphan},
+		{Kind: KindPTY, Process: b, PTY: pty(host, 2), State: HungUp},
+	}
+	got := Holdings(fs)
+	if len(got) != 2 || got[0].Process != a || got[0].PTYs != 2 || got[0].Leaked != 1 ||
+		got[1].Process != b || got[1].PTYs != 1 || got[1].Leaked != 1 {
+		t.Errorf("holdings: %+v", got)
+	}
+}

@@ -83,7 +83,7 @@ many were left and exits 4: run it again. Exit 1 means an action failed.`,
 
 // RunRelease is `ptyreclaim release`.
 func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
-	if err := policy.CheckMethodFlag(o.Method); err != nil {
+	if err := policy.CheckMethodFlag(policy.Method(o.Method)); err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	if o.All && (len(o.PIDs) > 0 || len(o.Names) > 0) {
@@ -99,7 +99,7 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if err != nil {
 		return err
 	}
-	req := pipeline.Request{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: o.Method,
+	req := pipeline.Request{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: policy.Method(o.Method),
 		Target: pipeline.Target{PIDs: o.PIDs, Names: o.Names, All: o.All}, Explain: true, DryRun: o.DryRun}
 	if !o.Yes {
 		req.Before = func(items []plan.Item, actor act.Actor) (act.Actor, error) {
@@ -156,7 +156,7 @@ func releaseThroughDaemon(env *Env, o *ReleaseOptions) error {
 	if !o.Yes && !confirm(env, "Ask the daemon to release the leaked PTYs of your named processes? [y/N] ") {
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("not confirmed; nothing was changed")}
 	}
-	req := daemon.Request{Op: "release", PIDs: o.PIDs, Names: o.Names, All: o.All, Orphans: o.Orphans, Method: o.Method}
+	req := daemon.Request{Op: "release", PIDs: o.PIDs, Names: o.Names, All: o.All, Orphans: o.Orphans, Method: policy.Method(o.Method)}
 	if o.MinIdleSet {
 		req.MinIdle = o.MinIdle.String()
 	}

@@ -77,7 +77,7 @@ func TestReleaseMastersOfSeed001(t *testing.T) {
 				t.Errorf("report: pool %+v -> %+v, %d actions", r.PoolBefore, r.PoolAfter, len(r.Actions))
 			}
 			for _, a := range r.Actions {
-				if a.Result != "done" || a.Method != method {
+				if a.Result != "done" || string(a.Method) != method {
 					t.Errorf("action %+v", a)
 				}
 			}

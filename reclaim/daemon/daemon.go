@@ -245,7 +245,7 @@ type releaseRequest struct {
 	names   []string
 	all     bool
 	orphans bool
-	method  string
+	method  policy.Method
 }
 
 // release is the one flow for the cycle and for self-service: a request

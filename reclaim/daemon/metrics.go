@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -67,34 +68,20 @@ func (m *metrics) observeScan(s *snapshot.Snapshot, findings []classify.Finding,
 	m.scan.Observe(seconds)
 	m.poolInUse.Set(float64(s.Pool.InUse))
 	m.poolLimit.Set(float64(s.Pool.Limit))
-	type counts struct{ all, leaked map[snapshot.PTYID]bool }
-	per := map[*snapshot.Process]*counts{}
 	stuck := 0
 	for _, f := range findings {
 		if f.Kind == classify.KindOrphan && f.Leak() {
 			stuck++
-		}
-		if f.Kind != classify.KindPTY {
-			continue
-		}
-		c := per[f.Process]
-		if c == nil {
-			c = &counts{all: map[snapshot.PTYID]bool{}, leaked: map[snapshot.PTYID]bool{}}
-			per[f.Process] = c
-		}
-		c.all[f.PTY] = true
-		if f.Leak() {
-			c.leaked[f.PTY] = true
 		}
 	}
 	m.stuck.Set(float64(stuck))
 	// Processes come and go: only the last scan's holders are series.
 	m.holderPTYs.Reset()
 	m.holderLeaked.Reset()
-	for p, c := range per {
-		labels := prometheus.Labels{"pid": strconv.Itoa(p.PID), "comm": labelValue(p.Comm)}
-		m.holderPTYs.With(labels).Set(float64(len(c.all)))
-		m.holderLeaked.With(labels).Set(float64(len(c.leaked)))
+	for _, h := range classify.Holdings(findings) {
+		labels := prometheus.Labels{"pid": strconv.Itoa(h.Process.PID), "comm": labelValue(h.Process.Comm)}
+		m.holderPTYs.With(labels).Set(float64(h.PTYs))
+		m.holderLeaked.With(labels).Set(float64(h.Leaked))
 	}
 }
 
@@ -104,7 +91,7 @@ func (m *metrics) observeActions(actions []act.Action) {
 		result := a.Result
 		if a.Result == act.Done {
 			result = "reclaimed"
-			if a.Method == "kill" || a.Method == "kill-holder" {
+			if a.Method == policy.MethodKill || a.Method == policy.MethodKillHolder {
 				result = "killed"
 			}
 		}

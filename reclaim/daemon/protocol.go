@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
 
@@ -15,13 +16,13 @@ import (
 // what to release the way `release` does; the daemon adds who is asking
 // from the socket's peer credentials, never from the request.
 type Request struct {
-	Op      string   `json:"op"` // "release"
-	PIDs    []int    `json:"pids,omitempty"`
-	Names   []string `json:"names,omitempty"`
-	All     bool     `json:"all,omitempty"`
-	Orphans bool     `json:"orphans,omitempty"`
-	Method  string   `json:"method,omitempty"`
-	MinIdle string   `json:"min_idle,omitempty"` // Go duration; "" = the policy's
+	Op      string        `json:"op"` // "release"
+	PIDs    []int         `json:"pids,omitempty"`
+	Names   []string      `json:"names,omitempty"`
+	All     bool          `json:"all,omitempty"`
+	Orphans bool          `json:"orphans,omitempty"`
+	Method  policy.Method `json:"method,omitempty"`
+	MinIdle string        `json:"min_idle,omitempty"` // Go duration; "" = the policy's
 }
 
 // Response is the daemon's answer: the release report, or an error line.

@@ -9,42 +9,39 @@
 // Only Linux can do this. On other systems Preflight and Reclaim refuse.
 package inject
 
-import "time"
+import (
+	"time"
 
-// Method is how a leaked fd is released.
-type Method string
+	"github.com/ptyreclaim/ptyreclaim/policy"
+)
 
-// The release methods.
+// Method is how a leaked fd is released: policy.Method, the one
+// vocabulary from the policy file to the action records. The names below
+// are the same values, for the injector's own code.
+type Method = policy.Method
+
+// The release methods (see policy.Method*).
 const (
 	// MethodDevNull points the fd number at /dev/null, so that the program's
 	// own later close(fd) cannot close an unrelated file that reused the number.
-	MethodDevNull Method = "devnull"
+	MethodDevNull = policy.MethodDevNull
 	// MethodClose closes the fd.
-	MethodClose Method = "close"
+	MethodClose = policy.MethodClose
 	// MethodHangup points the fd at the read end of a pipe whose write end
 	// is closed: reads return EOF, poll reports POLLHUP, writes fail with
 	// EBADF (never SIGPIPE). To an event loop it looks like a real hang-up,
 	// so the program runs its own close path. Every epoll registration of
 	// the old file in the process is moved to it, with the same events and
 	// data.
-	MethodHangup Method = "hangup"
+	MethodHangup = policy.MethodHangup
 	// MethodQuiet points the fd at one end of a Unix stream socket pair
 	// whose other end stays open, hidden, in the target: pollable, never
 	// readable, writes accepted until the socket buffer is full (then it
 	// blocks or says EAGAIN, like a terminal nobody reads). Epoll
 	// registrations are moved as for MethodHangup. It costs the target one
 	// extra fd per release.
-	MethodQuiet Method = "quiet"
+	MethodQuiet = policy.MethodQuiet
 )
-
-// Pollable reports whether m leaves an fd that epoll accepts, the only
-// kind a watched fd may get.
-func (m Method) Pollable() bool { return m == MethodHangup || m == MethodQuiet }
-
-// Valid reports whether m is a known method.
-func (m Method) Valid() bool {
-	return m == MethodDevNull || m == MethodClose || m.Pollable()
-}
 
 // Values of Report.Restore.
 const (

@@ -112,7 +112,7 @@ func Reclaim(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 		rep.FDs[i] = FDResult{FD: fd, Result: ResultSkipped, Method: m, Reason: "not attempted"}
 	}
 	for _, f := range rep.FDs {
-		if !f.Method.Valid() {
+		if !f.Method.ForFD() {
 			return rep, fmt.Errorf("unknown method %q", f.Method)
 		}
 	}

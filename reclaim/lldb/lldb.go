@@ -75,7 +75,7 @@ const (
 // run code the target's owner wrote), attaches, selects thread 1, runs one
 // call per fd on that thread only, and detaches; -k detaches too if the
 // target crashes in batch mode.
-func Script(pid int, fds []int, method string, timeout time.Duration) ([]string, []Step) {
+func Script(pid int, fds []int, method policy.Method, timeout time.Duration) ([]string, []Step) {
 	expr := expr(timeout)
 	steps := []Step{
 		{Kind: StepAttach, Command: fmt.Sprintf("process attach --pid %d", pid)},
@@ -198,7 +198,7 @@ func Parse(out string, steps []Step) Outcome {
 }
 
 // why explains, for an fd lldb did not release, what its output says.
-func (o Outcome) Why(fd int, method string) string {
+func (o Outcome) Why(fd int, method policy.Method) string {
 	switch c := o.Calls[fd]; {
 	case o.AttachError != "":
 		return "lldb could not attach: " + o.AttachError
@@ -245,7 +245,7 @@ type Runner func(ctx context.Context, args []string) (string, error)
 type Target struct {
 	PID    int
 	FDs    []int
-	Method string // policy.MethodDevNull or policy.MethodClose
+	Method policy.Method // policy.MethodDevNull or policy.MethodClose
 	// Timeout bounds each call lldb runs in the holder.
 	Timeout time.Duration
 }

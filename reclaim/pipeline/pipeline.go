@@ -89,7 +89,7 @@ type Request struct {
 	// Orphans also ends stuck children of the target (release --orphans).
 	Orphans bool
 	// Method is --method, "" for the policy's.
-	Method string
+	Method policy.Method
 	// Self is our own pid: never a target.
 	Self int
 	// ShowLive keeps live PTYs in the plan, as skipped items (audit --all).

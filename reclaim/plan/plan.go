@@ -29,19 +29,13 @@ type Item struct {
 	Verdict Verdict
 	// Reason says why it is a leak (reclaim, kill) or why it is skipped.
 	Reason string
-	// Method is how a reclaim is done: policy.MethodDevNull or MethodClose;
-	// MethodKillHolder on a kill verdict of a PTY finding.
-	Method string
+	// Method is how a reclaim is done (policy.MethodDevNull and the others);
+	// policy.MethodKillHolder on a kill verdict of a PTY finding.
+	Method policy.Method
 	// Capped marks a leak skipped only because max_per_run was reached: a
 	// later run will take it, and release's exit status says so.
 	Capped bool
 }
-
-// MethodKillHolder marks a PTY finding whose holder will be ended because
-// its fds cannot be released in place (macOS hardened runtime) and the
-// policy lists it as disposable. Every such item of one holder stands for
-// the same single kill: the act stage ends the holder once.
-const MethodKillHolder = "kill-holder"
 
 // Options say who asked for what.
 type Options struct {
@@ -55,7 +49,7 @@ type Options struct {
 	// Orphans lets orphan children get the kill verdict.
 	Orphans bool
 	// Method overrides the policy's default method when not empty.
-	Method string
+	Method policy.Method
 	// Self is our own pid.
 	Self int
 	// Context is every finding of the scan, live ones included, for
@@ -232,7 +226,7 @@ func capPerRun(items []Item, limit int) {
 		for _, j := range byPTY[it.PTY] {
 			g := items[j]
 			pid := g.Process.PID
-			if g.Method == MethodKillHolder && killed[pid] {
+			if g.Method == policy.MethodKillHolder && killed[pid] {
 				continue
 			}
 			need[pid] = 1
@@ -257,7 +251,7 @@ func capPerRun(items []Item, limit int) {
 			count[pid] += n
 		}
 		for _, j := range byPTY[it.PTY] {
-			if items[j].Method == MethodKillHolder {
+			if items[j].Method == policy.MethodKillHolder {
 				killed[items[j].Process.PID] = true
 			}
 		}
@@ -307,7 +301,7 @@ func decideProcess(p *snapshot.Process, o Options) processDecision {
 // the policy lists it as disposable, else report. A holder that also has a
 // live PTY is never ended, since that would end a session someone uses.
 // livePTY names such a PTY, "" when there is none.
-func fallback(d processDecision, livePTY string) (Verdict, string, string) {
+func fallback(d processDecision, livePTY string) (Verdict, policy.Method, string) {
 	refused := d.inPlaceRefused
 	if !d.policy.Disposable {
 		return Skip, "", refused + ": report only (allow it as disposable: true to end it)"
@@ -315,7 +309,7 @@ func fallback(d processDecision, livePTY string) (Verdict, string, string) {
 	if livePTY != "" {
 		return Skip, "", fmt.Sprintf("%s; allowlisted as disposable, but it also holds the live PTY %s: report only, ending it would end that session", refused, livePTY)
 	}
-	return Kill, MethodKillHolder, fmt.Sprintf("%s; allowlisted as disposable: the holder will be ended (its %d leaked PTYs go with it)", refused, d.held)
+	return Kill, policy.MethodKillHolder, fmt.Sprintf("%s; allowlisted as disposable: the holder will be ended (its %d leaked PTYs go with it)", refused, d.held)
 }
 
 // liveRefusedHolders names, per process whose fds cannot be released in

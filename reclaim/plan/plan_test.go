@@ -154,10 +154,10 @@ deny:
 		f       classify.Finding
 		o       Options
 		verdict Verdict
-		method  string
+		method  policy.Method
 		reason  string
 	}{
-		{"hardened and disposable: end the holder", leak(helper, 3), Options{}, Kill, MethodKillHolder,
+		{"hardened and disposable: end the holder", leak(helper, 3), Options{}, Kill, policy.MethodKillHolder,
 			"hardened runtime: in-place reclaim refused; allowlisted as disposable: the holder will be ended (its 3 leaked PTYs go with it)"},
 		{"hardened, not disposable: report", leak(code, 3), Options{}, Skip, "",
 			"hardened runtime: in-place reclaim refused: report only (allow it as disposable: true to end it)"},
@@ -182,7 +182,7 @@ func TestKillHolderOnceAgainstTheCap(t *testing.T) {
 	p := hardened(30, "helper", 3, 4, 5)
 	items := Plan([]classify.Finding{leak(p, 3), leak(p, 4), leak(p, 5)}, Options{Policy: pol})
 	for _, it := range items {
-		if it.Verdict != Kill || it.Method != MethodKillHolder {
+		if it.Verdict != Kill || it.Method != policy.MethodKillHolder {
 			t.Errorf("fd %d: %s %q %q: every fd of the holder goes with the one kill", it.FD, it.Verdict, it.Method, it.Reason)
 		}
 	}

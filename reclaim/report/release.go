@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
@@ -61,7 +62,7 @@ func Describe(items []plan.Item) string {
 		case it.Verdict == plan.Reclaim:
 			fds++
 			procs[it.Process.PID] = true
-		case it.Verdict == plan.Kill && it.Method == plan.MethodKillHolder:
+		case it.Verdict == plan.Kill && it.Method == policy.MethodKillHolder:
 			holders[it.Process.PID] = true
 		case it.Verdict == plan.Kill:
 			kills++

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report/text"
@@ -24,23 +25,23 @@ func Printable(s string) string { return text.Printable(s) }
 // Finding is one element of audit --json "findings". Fields that do not
 // apply to a kind are omitted; fd is kept for PTYs even when 0.
 type Finding struct {
-	Kind        string  `json:"kind"`
-	PID         int     `json:"pid"`
-	PPID        *int    `json:"ppid,omitempty"`
-	StartTime   uint64  `json:"start_time"`
-	Comm        string  `json:"comm"`
-	Exe         string  `json:"exe"`
-	UID         int     `json:"uid"`
-	FD          *int    `json:"fd,omitempty"`
-	Side        string  `json:"side,omitempty"`
-	Index       *int    `json:"index,omitempty"`
-	BlockedFD   *int    `json:"blocked_fd,omitempty"`
-	State       string  `json:"state"`
-	IdleSeconds float64 `json:"idle_seconds"`
-	Watched     *bool   `json:"watched,omitempty"`
-	Verdict     string  `json:"verdict"`
-	Reason      string  `json:"reason"`
-	Method      string  `json:"method,omitempty"`
+	Kind        string        `json:"kind"`
+	PID         int           `json:"pid"`
+	PPID        *int          `json:"ppid,omitempty"`
+	StartTime   uint64        `json:"start_time"`
+	Comm        string        `json:"comm"`
+	Exe         string        `json:"exe"`
+	UID         int           `json:"uid"`
+	FD          *int          `json:"fd,omitempty"`
+	Side        string        `json:"side,omitempty"`
+	Index       *int          `json:"index,omitempty"`
+	BlockedFD   *int          `json:"blocked_fd,omitempty"`
+	State       string        `json:"state"`
+	IdleSeconds float64       `json:"idle_seconds"`
+	Watched     *bool         `json:"watched,omitempty"`
+	Verdict     string        `json:"verdict"`
+	Reason      string        `json:"reason"`
+	Method      policy.Method `json:"method,omitempty"`
 }
 
 // Audit is the document audit --json prints.

@@ -31,27 +31,15 @@ type Status struct {
 // NewStatus counts distinct PTYs, and leaked ones, per holder; holders come
 // most first, at most top of them (0: all).
 func NewStatus(s *snapshot.Snapshot, findings []classify.Finding, top int) Status {
-	type counts struct{ all, leaked map[snapshot.PTYID]bool }
-	per := map[int]*counts{}
 	st := Status{Pool: s.Pool, Holders: []Holder{}, Notes: s.Notes}
 	for _, f := range findings {
 		if f.Kind == classify.KindOrphan {
 			st.Orphans++
-			continue
-		}
-		c := per[f.Process.PID]
-		if c == nil {
-			c = &counts{all: map[snapshot.PTYID]bool{}, leaked: map[snapshot.PTYID]bool{}}
-			per[f.Process.PID] = c
-		}
-		c.all[f.PTY] = true
-		if f.Leak() {
-			c.leaked[f.PTY] = true
 		}
 	}
-	for pid, c := range per {
-		p := s.Process(pid)
-		st.Holders = append(st.Holders, Holder{PID: pid, Comm: p.Comm, Exe: p.Exe, UID: p.UID, PTYs: len(c.all), Leaked: len(c.leaked)})
+	for _, h := range classify.Holdings(findings) {
+		p := h.Process
+		st.Holders = append(st.Holders, Holder{PID: p.PID, Comm: p.Comm, Exe: p.Exe, UID: p.UID, PTYs: h.PTYs, Leaked: h.Leaked})
 	}
 	sort.Slice(st.Holders, func(i, j int) bool {
 		a, b := st.Holders[i], st.Holders[j]
