@@ -508,52 +508,72 @@ func (r *run) restore(mask uint64) error {
 }
 
 // findInsn finds a syscall instruction to run the calls from: at the
-// thread's (normalised) pc, else in the vDSO, else in any executable mapping.
+// thread's (normalised) pc, else in the vDSO, else in any executable
+// mapping. Reading a page of a FUSE-backed mapping may send its server a
+// read that is never answered, while the target is frozen; so memory is
+// read only in the vDSO (kernel pages) or in file mappings whose device the
+// target's mount table shows served by the kernel. Anonymous executable
+// memory is not read either (a userfaultfd handler could hold the read).
 func (r *run) findInsn() (uint64, error) {
 	a := hostABI
+	data, err := os.ReadFile(procPath(r.t.PID, "maps"))
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the mappings of pid %d: %v", r.t.PID, err)
+	}
+	maps := procfs.ParseMaps(data)
+	mounts, err := procfs.MountsOf(r.t.PID)
+	if err != nil {
+		mounts = nil // then only the vDSO is read
+	}
+	safe := func(m procfs.Mapping) bool {
+		if m.Name == "[vdso]" {
+			return true
+		}
+		return mounts != nil && m.Inode != 0 && m.Dev != 0 && mounts.KernelDev(m.Dev)
+	}
 	mem, err := os.Open(procPath(r.t.PID, "mem"))
 	if err != nil {
 		return 0, fmt.Errorf("cannot read the memory of pid %d: %v", r.t.PID, err)
 	}
 	defer mem.Close()
 	pc := r.base.pc()
-	buf := make([]byte, len(a.insn))
-	if _, err := mem.ReadAt(buf, int64(pc)); err == nil {
-		if addr, ok := findSyscallInsn(buf, pc, a); ok && addr == pc {
-			return pc, nil
+	for _, m := range maps {
+		if m.Start <= pc && pc < m.End && m.Exec() && safe(m) {
+			buf := make([]byte, len(a.insn))
+			if _, err := mem.ReadAt(buf, int64(pc)); err == nil {
+				if addr, ok := findSyscallInsn(buf, pc, a); ok && addr == pc {
+					return pc, nil
+				}
+			}
+			break
 		}
 	}
-	data, err := os.ReadFile(procPath(r.t.PID, "maps"))
-	if err != nil {
-		return 0, fmt.Errorf("cannot read the mappings of pid %d: %v", r.t.PID, err)
-	}
-	maps := parseMaps(data)
-	var exec []mapping
+	var exec []procfs.Mapping
 	for _, m := range maps {
-		if len(m.perms) < 3 || m.perms[2] != 'x' || m.end <= m.start {
+		if !m.Exec() || m.End <= m.Start || m.Name == "[vsyscall]" || !safe(m) {
 			continue
 		}
-		if m.name == "[vdso]" {
-			exec = append([]mapping{m}, exec...)
-		} else if m.name != "[vsyscall]" {
+		if m.Name == "[vdso]" {
+			exec = append([]procfs.Mapping{m}, exec...)
+		} else {
 			exec = append(exec, m)
 		}
 	}
 	const maxScan = 64 << 20
 	scanned := 0
 	for _, m := range exec {
-		size := int(min(m.end-m.start, 16<<20))
+		size := int(min(m.End-m.Start, 16<<20))
 		if scanned+size > maxScan {
 			break
 		}
 		scanned += size
 		code := make([]byte, size)
-		n, _ := mem.ReadAt(code, int64(m.start))
-		if addr, ok := findSyscallInsn(code[:n], m.start, a); ok {
+		n, _ := mem.ReadAt(code, int64(m.Start))
+		if addr, ok := findSyscallInsn(code[:n], m.Start, a); ok {
 			return addr, nil
 		}
 	}
-	return 0, fmt.Errorf("no syscall instruction found in pid %d", r.t.PID)
+	return 0, fmt.Errorf("no syscall instruction found in pid %d (only the vDSO and mappings on kernel file systems are read)", r.t.PID)
 }
 
 // shareCPU puts our (locked) OS thread and the target thread on one CPU,

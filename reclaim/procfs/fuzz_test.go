@@ -1,6 +1,9 @@
 package procfs
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 // The fuzz targets check that no input makes a parser panic, and that what
 // one accepts is consistent.
@@ -58,6 +61,36 @@ func FuzzLink(f *testing.F) {
 		kind, ino, _ := Link(b)
 		if kind != LinkPipe && ino != 0 {
 			t.Fatal("inode outside a pipe link")
+		}
+	})
+}
+
+func FuzzParseMountinfo(f *testing.F) {
+	f.Add([]byte("26 24 0:24 / /dev/pts rw,relatime - devpts devpts rw,mode=600\n91 27 0:61 / /a\\040b rw shared:4 - fuse.x x rw\n"))
+	f.Add([]byte("1 2 3:4 \\134 / - t s o"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ms, err := ParseMountinfo(b)
+		if err != nil {
+			return
+		}
+		for _, m := range ms {
+			if m.ID < 0 || m.Parent < 0 || m.FSType == "" {
+				t.Fatalf("accepted %+v", m)
+			}
+		}
+		if bytes.Count(b, []byte{'\n'})+1 < len(ms) {
+			t.Fatalf("%d mounts from %d lines", len(ms), bytes.Count(b, []byte{'\n'})+1)
+		}
+	})
+}
+
+func FuzzParseMaps(f *testing.F) {
+	f.Add([]byte("7fce751e2000-7fce751e4000 r-xp 00000000 00:00 0   [vdso]\n55eb-55ec r-xp 0 fe:00 1 /a b\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, m := range ParseMaps(b) {
+			if m.End < m.Start {
+				t.Fatalf("accepted %+v", m)
+			}
 		}
 	})
 }

@@ -26,9 +26,9 @@ func mergePTY(ptys map[snapshot.PTYID]*snapshot.PTY, p snapshot.PTY) {
 // resolveCTTYs turns each process's tty_nr into a PTYID. tty_nr carries no
 // devpts instance, so a host pts/3 and a container's pts/3 look alike. When
 // only one instance has that index there is nothing to tell apart; when
-// several do, the process's own /dev/pts decides. Anything unresolved stays
+// several do, the devpts mounted at the process's /dev/pts decides. Anything unresolved stays
 // AnyInstance, which classification treats as live in every instance.
-func resolveCTTYs(scans []*procScan, ptys map[snapshot.PTYID]*snapshot.PTY) {
+func resolveCTTYs(scans []*procScan, ptys map[snapshot.PTYID]*snapshot.PTY, mounts *Mounts) {
 	instances := map[int]int{}
 	for id := range ptys {
 		instances[id.Index]++
@@ -43,12 +43,8 @@ func resolveCTTYs(scans []*procScan, ptys map[snapshot.PTYID]*snapshot.PTY) {
 		}
 		id := snapshot.PTYID{Instance: snapshot.AnyInstance, Index: idx}
 		if instances[idx] > 1 {
-			var st unix.Stat_t
-			path := "/proc/" + strconv.Itoa(sc.proc.PID) + "/root/dev/pts/" + strconv.Itoa(idx)
-			if err := unix.Stat(path, &st); err == nil {
-				if i, ok := SlaveIndex(unix.Major(st.Rdev), unix.Minor(st.Rdev)); ok && i == idx {
-					id.Instance = st.Dev
-				}
+			if dev, ok := ptsInstance(sc.proc.PID, mounts); ok {
+				id.Instance = dev
 			}
 		}
 		sc.proc.CTTY = &id

@@ -419,3 +419,198 @@ func isReadSyscall(arch string, nr int) bool {
 	}
 	return false
 }
+
+// Mount is one line of /proc/PID/mountinfo.
+type Mount struct {
+	ID     int
+	Parent int
+	// Dev is the file system's st_dev (field 3, "major:minor").
+	Dev uint64
+	// Root is the path inside the file system that is mounted; Point is
+	// where, relative to the reading process's root. Both unescaped.
+	Root   string
+	Point  string
+	FSType string
+}
+
+// Mkdev builds a st_dev/st_rdev value the way glibc's makedev does, so that
+// device numbers from text compare with those from stat.
+func Mkdev(major, minor uint32) uint64 {
+	return uint64(major&0xfff)<<8 | uint64(major&^0xfff)<<32 |
+		uint64(minor&0xff) | uint64(minor&^0xff)<<12
+}
+
+// ParseMountinfo parses /proc/PID/mountinfo (proc(5)):
+//
+//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw
+//
+// Every line must parse: a table with a line we cannot read could hide
+// the one mount that matters.
+func ParseMountinfo(b []byte) ([]Mount, error) {
+	var out []Mount
+	for n := 1; len(b) > 0; n++ {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		if len(line) == 0 {
+			continue
+		}
+		m, err := parseMountLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("mountinfo line %d: %w", n, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func parseMountLine(line []byte) (Mount, error) {
+	var m Mount
+	f := bytes.Split(line, []byte{' '})
+	// Optional fields end with a lone "-"; after it come fstype and source.
+	sep := -1
+	for i := 6; i < len(f); i++ {
+		if string(f[i]) == "-" {
+			sep = i
+			break
+		}
+	}
+	if len(f) < 6 || sep < 0 || sep+1 >= len(f) {
+		return m, errShort
+	}
+	var err error
+	if m.ID, err = strconv.Atoi(string(f[0])); err != nil || m.ID < 0 {
+		return m, fmt.Errorf("bad mount id %q", f[0])
+	}
+	if m.Parent, err = strconv.Atoi(string(f[1])); err != nil || m.Parent < 0 {
+		return m, fmt.Errorf("bad parent id %q", f[1])
+	}
+	maj, min, ok := bytes.Cut(f[2], []byte{':'})
+	major, err1 := strconv.ParseUint(string(maj), 10, 32)
+	minor, err2 := strconv.ParseUint(string(min), 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return m, fmt.Errorf("bad device %q", f[2])
+	}
+	m.Dev = Mkdev(uint32(major), uint32(minor))
+	if m.Root, err = unescapeOctal(f[3]); err != nil {
+		return m, fmt.Errorf("root: %w", err)
+	}
+	if m.Point, err = unescapeOctal(f[4]); err != nil {
+		return m, fmt.Errorf("mount point: %w", err)
+	}
+	m.FSType = string(f[sep+1])
+	if m.FSType == "" {
+		return m, errors.New("empty fs type")
+	}
+	return m, nil
+}
+
+// unescapeOctal undoes the kernel's \ooo escaping of space, tab, newline
+// and backslash in mountinfo paths.
+func unescapeOctal(b []byte) (string, error) {
+	if bytes.IndexByte(b, '\\') < 0 {
+		return string(b), nil
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			out = append(out, b[i])
+			continue
+		}
+		if i+3 >= len(b) {
+			return "", errors.New("short escape")
+		}
+		v := 0
+		for _, c := range b[i+1 : i+4] {
+			if c < '0' || c > '7' {
+				return "", errors.New("bad escape")
+			}
+			v = v*8 + int(c-'0')
+		}
+		if v > 0xff {
+			return "", errors.New("bad escape")
+		}
+		out = append(out, byte(v))
+		i += 3
+	}
+	return string(out), nil
+}
+
+// Kernel-served file system types whose files a scan may copy or stat:
+// none of them has a user-space server that could leave a close or a stat
+// waiting forever (FUSE, CUSE).
+const (
+	FSDevpts   = "devpts"
+	FSDevtmpfs = "devtmpfs"
+	FSTmpfs    = "tmpfs"
+)
+
+// MasterFS reports whether a /dev/ptmx node may live on a file system of
+// this type: the devpts instance's own ptmx, devtmpfs's /dev/ptmx, or a
+// container's tmpfs /dev.
+func MasterFS(fstype string) bool {
+	return fstype == FSDevpts || fstype == FSDevtmpfs || fstype == FSTmpfs
+}
+
+// SlaveFS reports whether PTY slaves live on a file system of this type:
+// only devpts creates them.
+func SlaveFS(fstype string) bool { return fstype == FSDevpts }
+
+// Mapping is one line of /proc/PID/maps.
+type Mapping struct {
+	Start, End uint64
+	Perms      string
+	Dev        uint64 // of the backing file; 0 for anonymous memory
+	Inode      uint64
+	Name       string
+}
+
+// Exec reports whether the mapping is executable.
+func (m Mapping) Exec() bool { return len(m.Perms) >= 3 && m.Perms[2] == 'x' }
+
+// ParseMaps parses /proc/PID/maps:
+//
+//	7f2c4a1e5000-7f2c4a20b000 r-xp 00028000 fe:01 1838 /usr/lib/libc.so.6
+//
+// Lines that do not parse are skipped: a caller only reads mappings it
+// found and proved, so a missing one costs nothing but a candidate.
+func ParseMaps(b []byte) []Mapping {
+	var out []Mapping
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		f := bytes.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		lo, hi, ok := bytes.Cut(f[0], []byte{'-'})
+		start, err1 := strconv.ParseUint(string(lo), 16, 64)
+		end, err2 := strconv.ParseUint(string(hi), 16, 64)
+		maj, min, ok2 := bytes.Cut(f[3], []byte{':'})
+		major, err3 := strconv.ParseUint(string(maj), 16, 32)
+		minor, err4 := strconv.ParseUint(string(min), 16, 32)
+		ino, err5 := strconv.ParseUint(string(f[4]), 10, 64)
+		if !ok || !ok2 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil || end < start {
+			continue
+		}
+		m := Mapping{Start: start, End: end, Perms: string(f[1]), Dev: Mkdev(uint32(major), uint32(minor)), Inode: ino}
+		if len(f) >= 6 {
+			m.Name = string(afterFields(line, 5))
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// afterFields returns line after its first n space-separated fields and the
+// spaces that follow them: a maps name may itself hold spaces.
+func afterFields(line []byte, n int) []byte {
+	for ; n > 0; n-- {
+		line = bytes.TrimLeft(line, " \t")
+		i := bytes.IndexAny(line, " \t")
+		if i < 0 {
+			return nil
+		}
+		line = line[i:]
+	}
+	return bytes.TrimLeft(line, " \t")
+}

@@ -166,3 +166,94 @@ func TestLink(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMountinfo(t *testing.T) {
+	// Real lines: stacked devpts at /dev/pts, a FUSE mount with optional
+	// fields and an escaped space, a bind mount of a subdirectory.
+	const in = "22 27 0:21 / /proc rw,relatime - proc proc rw\n" +
+		"24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,size=123k,mode=755\n" +
+		"26 24 0:24 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000\n" +
+		"29 26 0:26 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000\n" +
+		"91 27 0:61 / /home/u/my\\040mnt rw,nosuid,nodev,relatime shared:48 master:3 - fuse.hostile hostile rw,user_id=1000,group_id=1000\n" +
+		"92 27 254:1 /srv/a\\134b /mnt rw - ext4 /dev/vda1 rw\n" +
+		"300 27 136:4095 / /x rw - tmpfs tmpfs rw\n"
+	ms, err := ParseMountinfo([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{
+		{ID: 22, Parent: 27, Dev: Mkdev(0, 21), Root: "/", Point: "/proc", FSType: "proc"},
+		{ID: 24, Parent: 27, Dev: Mkdev(0, 6), Root: "/", Point: "/dev", FSType: "devtmpfs"},
+		{ID: 26, Parent: 24, Dev: Mkdev(0, 24), Root: "/", Point: "/dev/pts", FSType: "devpts"},
+		{ID: 29, Parent: 26, Dev: Mkdev(0, 26), Root: "/", Point: "/dev/pts", FSType: "devpts"},
+		{ID: 91, Parent: 27, Dev: Mkdev(0, 61), Root: "/", Point: "/home/u/my mnt", FSType: "fuse.hostile"},
+		{ID: 92, Parent: 27, Dev: Mkdev(254, 1), Root: `/srv/a\b`, Point: "/mnt", FSType: "ext4"},
+		{ID: 300, Parent: 27, Dev: Mkdev(136, 4095), Root: "/", Point: "/x", FSType: "tmpfs"},
+	}
+	if len(ms) != len(want) {
+		t.Fatalf("got %d mounts: %+v", len(ms), ms)
+	}
+	for i := range want {
+		if ms[i] != want[i] {
+			t.Errorf("line %d: got %+v\nwant %+v", i+1, ms[i], want[i])
+		}
+	}
+	for _, bad := range []string{
+		"22 27 0:21 / /proc rw,relatime proc proc rw\n",          // no "-"
+		"22 27 0:21 / /proc rw - \n",                             // no fs type
+		"x 27 0:21 / /proc rw - proc proc rw\n",                  // bad id
+		"22 27 021 / /proc rw - proc proc rw\n",                  // bad device
+		"22 27 0:21 / /pr\\08c rw - proc proc rw\n",              // bad escape
+		"22 27 0:21 / /pr\\04 rw - proc proc rw\n",               // short escape
+		"22 27 0:21 / /proc rw - proc proc rw\n22 27 0:21 /\n",   // one bad line spoils the table
+		"-1 27 0:21 / /proc rw - proc proc rw\n",                 // negative id
+		"22 27 0:21 / /proc rw - proc proc rw\n1 2 3:4 / / - \n", // empty fs type
+	} {
+		if _, err := ParseMountinfo([]byte(bad)); err == nil {
+			t.Errorf("ParseMountinfo(%q) should fail", bad)
+		}
+	}
+	if ms, err := ParseMountinfo(nil); err != nil || len(ms) != 0 {
+		t.Errorf("empty input: %v %v", ms, err)
+	}
+}
+
+func TestMkdev(t *testing.T) {
+	// st_rdev of /dev/pts/300 and of /dev/ptmx as stat shows them.
+	if got := Mkdev(136, 300); got != 0x10882c {
+		t.Errorf("Mkdev(136, 300) = %#x", got)
+	}
+	if got := Mkdev(5, 2); got != 0x502 {
+		t.Errorf("Mkdev(5, 2) = %#x", got)
+	}
+	if got := Mkdev(0x1234, 0x56789); got != 0x100056723489 {
+		t.Errorf("Mkdev high bits = %#x", got)
+	}
+}
+
+func TestParseMaps(t *testing.T) {
+	const in = "7fce751e2000-7fce751e4000 r-xp 00000000 00:00 0                          [vdso]\n" +
+		"55ebe4523000-55ebe4529000 r-xp 00002000 fe:00 247278                     /usr/bin/my head\n" +
+		"7f0000000000-7f0000001000 r-xp 00000000 00:3d 12 /home/u/mnt/0 (deleted)\n" +
+		"garbage\n" +
+		"7f00-7e00 r-xp 0 00:00 0\n" +
+		"1000-2000 rw-p 00000000 00:00 0\n"
+	got := ParseMaps([]byte(in))
+	want := []Mapping{
+		{Start: 0x7fce751e2000, End: 0x7fce751e4000, Perms: "r-xp", Name: "[vdso]"},
+		{Start: 0x55ebe4523000, End: 0x55ebe4529000, Perms: "r-xp", Dev: Mkdev(0xfe, 0), Inode: 247278, Name: "/usr/bin/my head"},
+		{Start: 0x7f0000000000, End: 0x7f0000001000, Perms: "r-xp", Dev: Mkdev(0, 0x3d), Inode: 12, Name: "/home/u/mnt/0 (deleted)"},
+		{Start: 0x1000, End: 0x2000, Perms: "rw-p"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+	if !got[0].Exec() || got[3].Exec() {
+		t.Error("Exec wrong")
+	}
+}

@@ -5,6 +5,7 @@ package procfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -46,27 +47,42 @@ func SameFile(pid1, fd1, pid2, fd2 int) (bool, error) {
 
 // pairMasters establishes which PTY each master fd belongs to. All masters
 // share one inode, so the path tells nothing: we take a copy of the fd with
-// pidfd_getfd and ask the kernel for its peer (see ptyOfCopy). Without the
-// rights for that (not root) we fall back to fdinfo's tty-index and the
-// holder's /dev/pts, and mark the identity unproven.
+// pidfd_getfd and ask the kernel for its peer (see ptyOfFD). The link text
+// is the holder's to choose (a FUSE file can be named ptmx, and closing a
+// copy of it would wait on the user's server forever), so fdinfo and the
+// mount table first prove each fd is a PTY master on a kernel file system.
+// Without the rights for a copy (not root) we fall back to fdinfo's
+// tty-index and the holder's /dev/pts, and mark the identity unproven.
 func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		pidfd = -1
-	} else {
-		defer unix.Close(pidfd)
+	pidfd := -1
+	if s.private {
+		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+			pidfd = fd
+			defer unix.Close(pidfd)
+		}
 	}
 	for _, fd := range masters {
+		s.step()
+		proof, err := s.prove(pdir, fd, snapshot.Master)
+		if err != nil {
+			if errors.Is(err, errHostile) {
+				sc.skipped = append(sc.skipped, fmt.Sprintf("fd %d: %v", fd, err))
+			}
+			continue
+		}
 		var peer unix.Stat_t
 		proven := false
 		if pidfd >= 0 {
-			side, err := ptyOfFD(pidfd, fd, &peer)
+			side, err := s.ptyOfFD(pidfd, fd, proof, &peer)
+			if s.hostile >= 0 {
+				return
+			}
 			if err == nil && side != snapshot.Master {
 				continue
 			}
 			proven = err == nil
 		}
-		if !proven && !s.guessPeer(pdir, fd, &peer) {
+		if !proven && !s.guessPeer(pdir, proof.TTYIndex, &peer) {
 			continue
 		}
 		idx, ok := SlaveIndex(unix.Major(peer.Rdev), unix.Minor(peer.Rdev))
@@ -84,26 +100,30 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 var errNotPTY = errors.New("not a PTY")
 
 // ptyOfFD takes a copy of another process's fd with pidfd_getfd and stats
-// the slave side of its PTY into slave (see statPTY).
-func ptyOfFD(pidfd, fd int, slave *unix.Stat_t) (snapshot.Side, error) {
+// the slave side of its PTY into slave (TIOCGPTPEER, opened O_PATH so no
+// tty code runs and the PTY sees no new opener). The fd number may
+// name another file by now, so the copy is checked against the proof
+// before anything else touches it; a copy that fails is left in s.hostile
+// for the worker to dispose of, never closed here.
+func (s *scanner) ptyOfFD(pidfd, fd int, proof FDProof, slave *unix.Stat_t) (snapshot.Side, error) {
 	cp, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		return 0, err
 	}
+	var st unix.Statx_t
+	if err := statxNoSync(cp, nil, &st); err != nil || proof.Check(&st) != nil {
+		s.hostile = cp
+		return 0, errHostile
+	}
 	defer unix.Close(cp)
-	return statPTY(cp, slave)
-}
-
-// statPTY stats the slave side of the PTY that our fd refers to.
-func statPTY(fd int, slave *unix.Stat_t) (snapshot.Side, error) {
-	sfd, side, err := SlaveOf(fd)
-	if err != nil {
-		return 0, err
+	// The check proved a ptmx node: ask for the peer straight away.
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(cp), unix.TIOCGPTPEER,
+		uintptr(unix.O_PATH|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
+		return 0, errno
 	}
-	if sfd != fd {
-		defer unix.Close(sfd)
-	}
-	return side, unix.Fstat(sfd, slave)
+	defer unix.Close(int(r))
+	return snapshot.Master, unix.Fstat(int(r), slave)
 }
 
 // SlaveOf returns an fd on the slave side of the PTY our fd refers to: for
@@ -143,19 +163,50 @@ func StatSlave(slave int) (snapshot.PTYID, time.Time, error) {
 	return snapshot.PTYID{Instance: st.Dev, Index: idx}, lastIO(&st), nil
 }
 
-// guessPeer finds a master's slave by fdinfo's tty-index in the holder's own
-// /dev/pts. Right in every ordinary case, but not proof.
-func (s *scanner) guessPeer(pdir, fd int, peer *unix.Stat_t) bool {
-	fi, err := s.readFDInfo(pdir, fd)
-	if err != nil || fi.TTYIndex < 0 {
+// guessPeer finds a master's slave by its tty-index in the holder's own
+// /dev/pts. Right in every ordinary case, but not proof. The path is walked
+// only when the mount table shows kernel file systems at /, /dev and
+// /dev/pts, and without following any symlink: the holder's root may be a
+// tree a user controls.
+func (s *scanner) guessPeer(pdir, index int, peer *unix.Stat_t) bool {
+	if s.table == nil || index < 0 {
 		return false
 	}
-	name := []byte("root/dev/pts/" + strconv.Itoa(fi.TTYIndex) + "\x00")
-	if err := fstatatRaw(pdir, name, peer); err != nil {
+	pts, ok := s.table.At("/dev/pts")
+	if !ok || !SlaveFS(pts.FSType) {
+		return false
+	}
+	dev, ok := s.table.At("/dev")
+	if !ok {
+		dev, ok = s.table.At("/")
+	}
+	root, rok := s.table.At("/")
+	if !ok || !rok || !KernelFS(dev.FSType) || !KernelFS(root.FSType) {
+		return false
+	}
+	// Opening the root magic link O_PATH asks no file system anything.
+	rootfd, err := unix.Openat(pdir, "root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(rootfd)
+	fd, err := unix.Openat2(rootfd, "dev/pts/"+strconv.Itoa(index), &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Statx_t
+	if err := statxNoSync(fd, nil, &st); err != nil || Mkdev(st.Dev_major, st.Dev_minor) != pts.Dev {
+		return false
+	}
+	if err := unix.Fstat(fd, peer); err != nil {
 		return false
 	}
 	idx, ok := SlaveIndex(unix.Major(peer.Rdev), unix.Minor(peer.Rdev))
-	return ok && idx == fi.TTYIndex
+	return ok && idx == index && peer.Mode&unix.S_IFMT == unix.S_IFCHR
 }
 
 // markWatched sets Watched on PTY fds still registered in one of the
@@ -286,4 +337,19 @@ func BlockedPipeRead(pid int) (fd int, ino uint64, ok bool) {
 	}
 	kind, ino, _ := Link([]byte(l))
 	return fd, ino, kind == LinkPipe
+}
+
+// ptsInstance returns the devpts instance at pid's /dev/pts from its mount
+// table, without walking a path (see MountTable.PTSInstance).
+func ptsInstance(pid int, mounts *Mounts) (uint64, bool) {
+	pdir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer unix.Close(pdir)
+	t, err := mounts.Of(pdir, make([]byte, 8192))
+	if err != nil {
+		return 0, false
+	}
+	return t.PTSInstance()
 }

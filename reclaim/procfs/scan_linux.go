@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"strconv"
@@ -28,6 +29,9 @@ type procScan struct {
 	pipes []pipeFD
 	// status, once read for this process, so it is read at most once.
 	status *Status
+	// skipped says why some fd of this process was not examined (a file
+	// a user's server serves, a copy that proved to be another file).
+	skipped []string
 }
 
 type pipeFD struct {
@@ -45,10 +49,29 @@ type scanner struct {
 	link         []byte
 	file         []byte
 	name         []byte
+
+	// mounts is the scan's mount table cache; table is the current
+	// process's view, read at its first PTY candidate.
+	mounts   *Mounts
+	table    *MountTable
+	tableErr error
+	// private is true when this worker's OS thread has its own fd table
+	// (unshare CLONE_FILES): only then may it take copies of other
+	// processes' fds, because only then can a copy that proves hostile be
+	// dropped without anything else we hold being stuck with it.
+	private bool
+	// hostile is such a copy (-1 when none): the worker must stop and
+	// dispose of it (DisposeHostile).
+	hostile int
+	// job, when set, records progress: the scan's watchdog abandons a
+	// worker whose step took too long.
+	job *job
 }
 
 func newScanner(c clock, orphanMinAge time.Duration, log *zap.Logger) *scanner {
 	return &scanner{
+		hostile:      -1,
+		mounts:       NewMounts(),
 		clock:        c,
 		orphanMinAge: orphanMinAge,
 		log:          log,
@@ -75,6 +98,8 @@ func (s *scanner) scan(pid int) *procScan {
 		return nil
 	}
 	defer unix.Close(pdir)
+	s.table, s.tableErr = nil, nil
+	s.step()
 
 	b, err := s.readAt(pdir, "stat")
 	if err != nil {
@@ -110,6 +135,13 @@ func (s *scanner) scan(pid int) *procScan {
 	}
 	if len(masters) > 0 {
 		s.pairMasters(pid, pdir, masters, sc)
+		if s.hostile >= 0 {
+			// An fd changed into a hostile file between its proof and its
+			// copy: this process plays games, so nothing it showed counts.
+			sc.proc.Unreadable = true
+			sc.proc.PTYFDs, sc.ptys = nil, nil
+			return sc
+		}
 	}
 	interesting := len(sc.proc.PTYFDs) > 0
 	if interesting && len(epolls) > 0 {
@@ -139,6 +171,7 @@ func (s *scanner) scanFDs(pdir int, sc *procScan) (masters, epolls []int, ok boo
 	}
 	defer unix.Close(dfd)
 	for {
+		s.step()
 		n, err := unix.Getdents(dfd, s.dents)
 		if err != nil {
 			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
@@ -172,7 +205,7 @@ func (s *scanner) scanFDs(pdir int, sc *procScan) (masters, epolls []int, ok boo
 			case LinkPTMX:
 				masters = append(masters, fd)
 			case LinkNumeric:
-				s.statSlave(dfd, fd, name, sc)
+				s.statSlave(pdir, dfd, fd, name, sc)
 			case LinkPipe:
 				sc.pipes = append(sc.pipes, pipeFD{fd: fd, ino: ino})
 			case LinkEpoll:
@@ -209,19 +242,29 @@ func readlinkat(dirfd int, name, buf []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// statSlave stats an fd whose link looks like /dev/pts/N and records it when
-// its device is a PTY slave. Following the fd link gives the tty node, so the
-// devpts instance (st_dev) is exact even for a container's PTY.
-func (s *scanner) statSlave(dfd, fd int, name []byte, sc *procScan) {
-	var st unix.Stat_t
-	if err := fstatatRaw(dfd, name, &st); err != nil {
+// statSlave records an fd whose link looks like /dev/pts/N when it is a
+// PTY slave. The link text is the holder's to choose (a FUSE file can be
+// named /dev/pts/0), so fdinfo and the mount table first prove the file is
+// on devpts; only then is it stat'ed, from cached attributes only. Its
+// st_dev is the devpts instance, exact even for a container's PTY.
+func (s *scanner) statSlave(pdir, dfd, fd int, name []byte, sc *procScan) {
+	s.step()
+	proof, err := s.prove(pdir, fd, snapshot.Slave)
+	if err != nil {
+		if errors.Is(err, errHostile) {
+			sc.skipped = append(sc.skipped, fmt.Sprintf("fd %d: %v", fd, err))
+		}
 		return
 	}
-	idx, ok := SlaveIndex(unix.Major(st.Rdev), unix.Minor(st.Rdev))
-	if !ok || st.Mode&unix.S_IFMT != unix.S_IFCHR {
+	var st unix.Statx_t
+	if err := statxNoSync(dfd, name, &st); err != nil {
 		return
 	}
-	id := snapshot.PTYID{Instance: st.Dev, Index: idx}
+	if proof.Check(&st) != nil {
+		return
+	}
+	idx, _ := SlaveIndex(st.Rdev_major, st.Rdev_minor)
+	id := snapshot.PTYID{Instance: proof.Mount.Dev, Index: idx}
 	sc.proc.PTYFDs = append(sc.proc.PTYFDs, snapshot.PTYFD{
 		FD:     fd,
 		Side:   snapshot.Slave,
@@ -230,7 +273,30 @@ func (s *scanner) statSlave(dfd, fd int, name []byte, sc *procScan) {
 		// The kernel unlinks /dev/pts/N when the master closes.
 		HungUp: st.Nlink == 0,
 	})
-	sc.ptys = append(sc.ptys, snapshot.PTY{ID: id, LastIO: lastIO(&st)})
+	sc.ptys = append(sc.ptys, snapshot.PTY{ID: id, LastIO: statxLastIO(&st)})
+}
+
+// prove reads fd's fdinfo and proves from it and the process's mount table
+// that the fd may be a PTY of side (Mounts.Prove).
+func (s *scanner) prove(pdir, fd int, side snapshot.Side) (FDProof, error) {
+	fi, err := s.readFDInfo(pdir, fd)
+	if err != nil {
+		return FDProof{}, err
+	}
+	if s.table == nil && s.tableErr == nil {
+		s.table, s.tableErr = s.mounts.Of(pdir, s.file)
+	}
+	if s.tableErr != nil {
+		return FDProof{}, s.tableErr
+	}
+	return s.mounts.Prove(s.table, fi, side)
+}
+
+// step records progress for the watchdog.
+func (s *scanner) step() {
+	if s.job != nil {
+		s.job.beat.Store(time.Now().UnixNano())
+	}
 }
 
 func fstatatRaw(dirfd int, name []byte, st *unix.Stat_t) error {
