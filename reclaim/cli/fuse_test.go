@@ -1,0 +1,220 @@
+package cli
+
+// Hostile FUSE mounts (issue 8, item 3): a user's file system server that
+// never answers must not hang audit or release, and must not keep them
+// from the rest of the machine. The server (testproc.HostileFUSE) runs as
+// a user created in the test and mounts through fusermount3, as any user
+// can; it prints every request it gets, so the tests check that we asked
+// it nothing at all.
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
+)
+
+// fuseHolderSrc opens each path in argv (after an optional "exec" first
+// argument), prints "ready <fd>...", and waits. With "exec" it opens them
+// O_CLOEXEC, opens one real PTY master too (the leak), and then execs
+// sleep: the kernel closes the FUSE files inside execve, while holding the
+// process's exec lock, and the server never answers the flush.
+const fuseHolderSrc = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+	int ex = argc > 1 && !strcmp(argv[1], "exec");
+	printf("ready");
+	for (int i = 1 + ex; i < argc; i++) {
+		int fd = open(argv[i], O_RDONLY | (ex ? O_CLOEXEC : 0));
+		if (fd < 0) { perror(argv[i]); return 1; }
+		printf(" %d", fd);
+	}
+	if (ex) {
+		int m = open("/dev/ptmx", O_RDWR | O_NOCTTY);
+		if (m < 0) { perror("ptmx"); return 1; }
+		printf(" %d", m);
+	}
+	printf("\n");
+	fflush(stdout);
+	if (ex) {
+		sleep(1);
+		execl("/bin/sleep", "sleep", "1000", (char *)0);
+		perror("exec");
+		return 1;
+	}
+	for (;;) pause();
+}
+`
+
+// guarded runs f, which may hang on the server; after limit the server is
+// stopped (which frees anything sleeping on it) and the test fails.
+func guarded[T any](t *testing.T, fs *testproc.FUSE, limit time.Duration, what string, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(limit):
+		reqs := fs.Requests()
+		fs.Stop()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
+		t.Fatalf("%s hung on %s for %s; the server had been asked: %q", what, fs, limit, reqs)
+		panic("unreachable")
+	}
+}
+
+type cliResult struct {
+	out, errs string
+	code      int
+}
+
+// auditGuarded is audit --json under guarded.
+func auditGuarded(t *testing.T, fs *testproc.FUSE, args ...string) report.Audit {
+	t.Helper()
+	r := guarded(t, fs, 90*time.Second, "audit", func() cliResult {
+		out, errs, code := run(t, append([]string{"audit", "--json"}, args...)...)
+		return cliResult{out, errs, code}
+	})
+	if r.code != 0 {
+		t.Fatalf("audit %v: exit %d: %s", args, r.code, r.errs)
+	}
+	var a report.Audit
+	if err := json.Unmarshal([]byte(r.out), &a); err != nil {
+		t.Fatalf("audit JSON: %v\n%s", err, r.out)
+	}
+	return a
+}
+
+func fuseUser(t *testing.T) (int, int, *testproc.FUSE, string) {
+	uid, gid := testproc.TestUser(t, "ptyreclaim-fuse")
+	fs := testproc.StartHostileFUSE(t, uid, gid)
+	holder := testproc.BuildC(t, "fuseholder", fuseHolderSrc)
+	testproc.OpenToAll(t, holder)
+	return uid, gid, fs, holder
+}
+
+// a. A process holds fds of FUSE files named ptmx and pts/0: audit asks
+// the server nothing (no copy, no stat, no flush), finishes, reports
+// nothing for them, and still reports a real leaker's masters.
+func TestAuditNeverTouchesFUSEFilesNamedLikePTYs(t *testing.T) {
+	uid, gid, fs, holderBin := fuseUser(t)
+	holder := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(holderBin, fs.Dir+"/ptmx", fs.Dir+"/pts/0")))
+	leak := testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "3", "0")
+	t.Cleanup(fs.Stop) // first of the cleanups: frees anything stuck on it
+	fds := holder.ReadyInts(t)
+	for i, want := range []string{"/ptmx", "/pts/0"} {
+		if l, _ := testproc.FDLink(holder.PID, fds[i]); !strings.HasSuffix(l, want) {
+			t.Fatalf("holder fd %d links to %q, want a name ending %q", fds[i], l, want)
+		}
+	}
+	before := len(fs.Requests())
+
+	a := auditGuarded(t, fs, "--min-idle", "0s", "--all", "--pid", strconv.Itoa(holder.PID), "--pid", strconv.Itoa(leak.PID))
+
+	if asked := fs.Requests()[before:]; len(asked) != 0 {
+		t.Errorf("audit asked the user's server %q", asked)
+	}
+	if got := findingsOf(a, holder.PID); len(got) != 0 {
+		t.Errorf("FUSE files reported as PTYs: %+v", got)
+	}
+	got := findingsOf(a, leak.PID)
+	if len(got) != 3 {
+		t.Fatalf("want the leaker's 3 masters, got %+v", got)
+	}
+	for _, f := range got {
+		if f.Side != "master" || f.Verdict != "reclaim" {
+			t.Errorf("leaker finding %+v", f)
+		}
+	}
+	for i := range fds {
+		if _, err := testproc.FDLink(holder.PID, fds[i]); err != nil || !testproc.Alive(holder.PID) {
+			t.Errorf("holder changed: fd %d: %v alive %v", fds[i], err, testproc.Alive(holder.PID))
+		}
+	}
+}
+
+// d. One process stalls every look at its fds: it execs while holding a
+// FUSE file O_CLOEXEC, and the kernel closes that file inside execve with
+// the process's exec lock held, waiting on a flush never answered. Taking
+// a copy of any of its fds (pidfd_getfd) waits on that lock. The scan gives
+// it up after its per-process step deadline, reports it unreadable, and
+// audits and releases the rest: a real leaker's masters are freed.
+func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
+	uid, gid, fs, holderBin := fuseUser(t)
+	hostile := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(holderBin, "exec", fs.Dir+"/ptmx")))
+	leak := testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "3", "0")
+	t.Cleanup(fs.Stop)
+	hfds := hostile.ReadyInts(t)
+	hMaster := hfds[len(hfds)-1]
+	deadline := time.Now().Add(30 * time.Second)
+	for !fs.Asked("flush", "/ptmx") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hostile process never reached its flush; server saw %q", fs.Requests())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if l, err := testproc.FDLink(hostile.PID, hMaster); err != nil || l != "/dev/ptmx" {
+		t.Fatalf("hostile master fd %d: %q %v", hMaster, l, err)
+	}
+	pids := []string{"--pid", strconv.Itoa(hostile.PID), "--pid", strconv.Itoa(leak.PID)}
+
+	a := auditGuarded(t, fs, append([]string{"--min-idle", "0s", "--all"}, pids...)...)
+	if got := findingsOf(a, leak.PID); len(got) != 3 {
+		t.Fatalf("want the leaker's 3 masters, got %+v (notes %q)", got, a.Notes)
+	}
+	if got := findingsOf(a, hostile.PID); len(got) != 0 {
+		t.Errorf("the stalled process was judged: %+v", got)
+	}
+	note := "pid " + strconv.Itoa(hostile.PID) + ": unreadable: timed out"
+	if !strings.Contains(strings.Join(a.Notes, "\n"), note) {
+		t.Errorf("no note %q in %q", note, a.Notes)
+	}
+
+	leakFDs := ptmxFDs(t, leak.PID)
+	r := guarded(t, fs, 120*time.Second, "release", func() cliResult {
+		out, errs, code := run(t, append([]string{"release", "--json", "--yes", "--min-idle", "0s"}, pids...)...)
+		return cliResult{out, errs, code}
+	})
+	if r.code != 0 {
+		t.Fatalf("release: exit %d: %s\n%s", r.code, r.errs, r.out)
+	}
+	var rel report.Release
+	if err := json.Unmarshal([]byte(r.out), &rel); err != nil {
+		t.Fatalf("release JSON: %v\n%s", err, r.out)
+	}
+	if len(rel.Freed) != 3 {
+		t.Errorf("want the leaker's 3 PTYs freed, got %+v\n%s", rel.Freed, r.out)
+	}
+	if left := ptmxFDs(t, leak.PID); len(left) != 0 {
+		t.Errorf("leaker still holds masters %v (had %v)", left, leakFDs)
+	}
+	if _, err := leak.Stdin.Write([]byte("still there\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-leak.Lines:
+		if l != "still there" {
+			t.Errorf("leaker echoed %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("leaker stopped working")
+	}
+	// The stalled process is untouched: still in its execve, master held.
+	if l, err := testproc.FDLink(hostile.PID, hMaster); err != nil || l != "/dev/ptmx" {
+		t.Errorf("hostile master fd %d after release: %q %v", hMaster, l, err)
+	}
+}
