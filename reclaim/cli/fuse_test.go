@@ -167,10 +167,10 @@ func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if l, err := testproc.FDLink(hostile.PID, hMaster); err != nil || l != "/dev/ptmx" {
-		t.Fatalf("hostile master fd %d: %q %v", hMaster, l, err)
-	}
+	// Nothing here may read the hostile process's fd links now: readlink
+	// of /proc/PID/fd/N waits on the same lock (so does ps).
 	pids := []string{"--pid", strconv.Itoa(hostile.PID), "--pid", strconv.Itoa(leak.PID)}
+	t.Logf("pid %d sleeps in its execve on the flush; auditing", hostile.PID)
 
 	a := auditGuarded(t, fs, append([]string{"--min-idle", "0s", "--all"}, pids...)...)
 	if got := findingsOf(a, leak.PID); len(got) != 3 {
@@ -184,6 +184,7 @@ func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 		t.Errorf("no note %q in %q", note, a.Notes)
 	}
 
+	t.Logf("audit done (notes %q); releasing", a.Notes)
 	leakFDs := ptmxFDs(t, leak.PID)
 	r := guarded(t, fs, 120*time.Second, "release", func() cliResult {
 		out, errs, code := run(t, append([]string{"release", "--json", "--yes", "--min-idle", "0s"}, pids...)...)
@@ -213,8 +214,18 @@ func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("leaker stopped working")
 	}
-	// The stalled process is untouched: still in its execve, master held.
-	if l, err := testproc.FDLink(hostile.PID, hMaster); err != nil || l != "/dev/ptmx" {
-		t.Errorf("hostile master fd %d after release: %q %v", hMaster, l, err)
+	// The stalled process was untouched: once its server is gone, its
+	// execve ends and sleep still holds the master.
+	fs.Stop()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		l, err := testproc.FDLink(hostile.PID, hMaster)
+		if err == nil && l == "/dev/ptmx" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hostile master fd %d after release: %q %v", hMaster, l, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
