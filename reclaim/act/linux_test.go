@@ -84,7 +84,7 @@ func TestReclaimSkipsFDsReusedAfterThePlan(t *testing.T) {
 	if a := results[fds[0]]; a.Result != Skipped || !strings.Contains(a.Reason, "reused") {
 		t.Errorf("fd %d (now a slave): %+v", fds[0], a)
 	}
-	if a := results[fds[1]]; a.Result != Skipped || !strings.Contains(a.Reason, "not a PTY") {
+	if a := results[fds[1]]; a.Result != Skipped || !strings.Contains(a.Reason, "not on a kernel-served PTY file system") {
 		t.Errorf("fd %d (now a file): %+v", fds[1], a)
 	}
 	if a := results[fds[2]]; a.Result != Done {
