@@ -31,6 +31,12 @@ import (
 var ptyreclaim string
 
 func TestMain(m *testing.M) {
+	// PTYRECLAIM_BIN measures a binary built before (another build of
+	// the injector, say) instead of this tree's.
+	if bin := os.Getenv("PTYRECLAIM_BIN"); bin != "" {
+		ptyreclaim = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "runtimes-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,29 +53,30 @@ func TestMain(m *testing.M) {
 }
 
 // A policy variant the release runs under. Watched says whether it releases
-// fds the program's event loop still watches.
+// fds the program's event loop still watches; Method and WatchedMethod are
+// what the unwatched and the watched fds get ("" for the policy's
+// default), so that each variant changes one kind of fd only, or gives
+// both kinds the same replacement.
 type variant struct {
-	Name    string
-	YAML    string
-	Watched bool
-	// Method is what the fds of that kind should get: for watched fds the
-	// watched method, for the rest the unwatched method.
+	Name          string
+	YAML          string
+	Watched       bool
 	Method        string
 	WatchedMethod string
 }
 
-// variants are the default policy and one per method and watched method.
-// "watched-reclaim" is watched: reclaim with nothing else: before issue 9
-// that replaces watched fds with /dev/null (libuv aborts); after, it must
-// pick the watched default.
+// variants are the default policy, each method on the unwatched fds alone
+// (watched ones skipped), and each pollable method on both kinds. devnull
+// and close are never given to a watched fd: ptyreclaim refuses that (the
+// inject package measures the harm it would do, in loops_linux_test.go).
 var variants = []variant{
-	{Name: "default", YAML: "version: 1\n", Method: "devnull"},
-	{Name: "watched-reclaim", YAML: "version: 1\ndefaults:\n  watched: reclaim\n", Watched: true, Method: "devnull"},
-	{Name: "watched-hangup", YAML: "version: 1\ndefaults:\n  watched: reclaim\n  watched_method: hangup\n", Watched: true, Method: "devnull", WatchedMethod: "hangup"},
-	{Name: "watched-quiet", YAML: "version: 1\ndefaults:\n  watched: reclaim\n  watched_method: quiet\n", Watched: true, Method: "devnull", WatchedMethod: "quiet"},
-	{Name: "method-hangup", YAML: "version: 1\ndefaults:\n  method: hangup\n", Method: "hangup"},
-	{Name: "method-quiet", YAML: "version: 1\ndefaults:\n  method: quiet\n", Method: "quiet"},
-	{Name: "method-close", YAML: "version: 1\ndefaults:\n  method: close\n  watched: reclaim\n", Watched: true, Method: "close"},
+	{Name: "default", YAML: "version: 1\n"},
+	{Name: "unwatched-devnull", YAML: "version: 1\ndefaults:\n  method: devnull\n  watched: skip\n", Method: "devnull"},
+	{Name: "unwatched-close", YAML: "version: 1\ndefaults:\n  method: close\n  watched: skip\n", Method: "close"},
+	{Name: "unwatched-hangup", YAML: "version: 1\ndefaults:\n  method: hangup\n  watched: skip\n", Method: "hangup"},
+	{Name: "unwatched-quiet", YAML: "version: 1\ndefaults:\n  method: quiet\n  watched: skip\n", Method: "quiet"},
+	{Name: "all-hangup", YAML: "version: 1\ndefaults:\n  method: hangup\n  watched: reclaim\n  watched_method: hangup\n", Watched: true, Method: "hangup", WatchedMethod: "hangup"},
+	{Name: "all-quiet", YAML: "version: 1\ndefaults:\n  method: quiet\n  watched: reclaim\n  watched_method: quiet\n", Watched: true, Method: "quiet", WatchedMethod: "quiet"},
 }
 
 // writePolicy writes the policy root-owned 0644 in a root-owned 0755 dir

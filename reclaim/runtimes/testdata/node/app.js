@@ -104,11 +104,17 @@ async function exercise(live, leaked) {
     if (!t._master.destroyed) {
       try { t.write('x'); } catch (e) { check(`${name} write`, String(e)); }
     }
-    // Read stop and start: libuv re-arms the fd with epoll_ctl.
-    // Read stop and start as Node does them under backpressure, then
-    // pause and resume.
+    // Read stop and start exactly as Node does them under backpressure
+    // (net.js onStreamRead, tryReadStart): libuv re-arms the fd with
+    // epoll_ctl. Then pause and resume (a stream that was stopped with
+    // data pending, as the paused one is, re-arms on resume).
     for (const s of [t._master, t._slave]) {
-      if (s._handle) { s._handle.readStop(); await sleep(20); s._handle.readStart(); await sleep(20); }
+      const h = s._handle;
+      if (h && h.reading && !s.destroyed) {
+        h.reading = false; h.readStop(); await sleep(20);
+        if (!s.destroyed) { h.reading = true; const e = h.readStart(); if (e) check(`${name} readStart`, `error ${e}`); }
+        await sleep(20);
+      }
       s.pause(); await sleep(20); s.resume(); await sleep(20);
     }
     check(`${name} pause/resume`, null);
