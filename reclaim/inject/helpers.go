@@ -20,8 +20,8 @@ type abi struct {
 	close          uint64
 	mmap           uint64
 	munmap         uint64
-	pipe2          uint64
 	socketpair     uint64
+	shutdown       uint64
 	epollCtl       uint64
 	restartSyscall uint64
 	// epollEventSize is sizeof(struct epoll_event): packed on x86-64.
@@ -33,7 +33,7 @@ type abi struct {
 
 var abiAMD64 = abi{
 	name: "amd64", openat: 257, dup3: 292, close: 3, mmap: 9, munmap: 11,
-	pipe2: 293, socketpair: 53, epollCtl: 233,
+	socketpair: 53, shutdown: 48, epollCtl: 233,
 	restartSyscall: 219, epollEventSize: 12,
 	insn:      []byte{0x0f, 0x05}, // syscall
 	insnAlign: 1,
@@ -41,7 +41,7 @@ var abiAMD64 = abi{
 
 var abiARM64 = abi{
 	name: "arm64", openat: 56, dup3: 24, close: 57, mmap: 222, munmap: 215,
-	pipe2: 59, socketpair: 199, epollCtl: 21,
+	socketpair: 199, shutdown: 210, epollCtl: 21,
 	restartSyscall: 128, epollEventSize: 16,
 	insn:      []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
 	insnAlign: 4,
@@ -63,6 +63,7 @@ const (
 	oNONBLOCK   = 0x800   // 04000 octal
 	afUNIX      = 1
 	sockSTREAM  = 1
+	shutRD      = 0
 	epollCtlAdd = 1
 	epollCtlDel = 2
 	// epollWakeup is dropped by the kernel without CAP_BLOCK_SUSPEND, so

@@ -134,7 +134,7 @@ func TestReclaimGoTarget(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, fd := range fds {
-		if link := tg.fdLink(fd); !strings.HasPrefix(link, "pipe:") {
+		if link := tg.fdLink(fd); !strings.HasPrefix(link, "socket:") {
 			t.Errorf("fd %d reads back as %q", fd, link)
 		}
 	}

@@ -17,7 +17,7 @@ import (
 // devNullPath is written into the scratch page; NUL-terminated for the kernel.
 var devNullPath = []byte("/dev/null\x00")
 
-// The scratch mapping: "/dev/null" at 0, pipe2/socketpair's two fds at 64,
+// The scratch mapping: "/dev/null" at 0, socketpair's two fds at 64,
 // and from pageSize on one struct epoll_event per registration to move,
 // all written with one process_vm_writev before the calls.
 
@@ -270,7 +270,7 @@ func (r *run) finish(mask uint64, acted []*group, err error) error {
 				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("temporary fd %d could not be closed: %v", rp.tmp, unix.Errno(errno)))
 			}
 			if rp.peer >= 0 {
-				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("quiet: the socket's other end stays open at fd %d in pid %d (close-on-exec)", rp.peer, r.t.PID))
+				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: the socket's other end stays open at fd %d in pid %d (close-on-exec)", rp.method, rp.peer, r.t.PID))
 			}
 		}
 	}

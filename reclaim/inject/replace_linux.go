@@ -203,7 +203,7 @@ var refuseUnpollable = true
 
 // makeReplacement creates the object for method m in the target and takes
 // our copy of it. page is the scratch page: its second half receives the
-// two fds of pipe2 and socketpair.
+// two fds of socketpair.
 func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacement, error) {
 	a := hostABI
 	var flags uint64 = oCLOEXEC
@@ -225,9 +225,7 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 		var v uint64
 		v, errno, err = r.call("openat", a.openat, atFDCWD, page, oRDWR|oCLOEXEC, 0)
 		rp.tmp = int(v)
-	case MethodHangup:
-		_, errno, err = r.call("pipe2", a.pipe2, out, flags)
-	case MethodQuiet:
+	case MethodHangup, MethodQuiet:
 		_, errno, err = r.call("socketpair", a.socketpair, afUNIX, sockSTREAM|flags, 0, out)
 	}
 	if err != nil {
@@ -247,16 +245,20 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 			rp.tmp = -1
 			return nil, &callError{name: string(m), errno: unix.EBADF}
 		}
+		// The other end stays, hidden, in the target: while it lives,
+		// writes are accepted and never raise SIGPIPE.
+		rp.peer = other
 		if m == MethodHangup {
-			// The write end goes at once: the read end then says EOF and
-			// POLLHUP, the look of a terminal that hung up.
-			if _, errno, err := r.call("close", a.close, uint64(other)); err != nil {
+			// Nothing will ever be read: reads say EOF and poll says
+			// readable and RDHUP, like a terminal that hung up. (A pipe
+			// without a writer would poll POLLHUP too, but fail writes
+			// with EBADF, which node-pty throws as an uncaught error; a
+			// hung-up PTY master accepts writes.)
+			if _, errno, err := r.call("shutdown", a.shutdown, uint64(rp.tmp), shutRD); err != nil {
 				return rp, err
 			} else if errno != 0 {
-				return rp, &callError{name: "close", errno: unix.Errno(errno)}
+				return rp, &callError{name: "shutdown", errno: unix.Errno(errno)}
 			}
-		} else {
-			rp.peer = other
 		}
 	}
 	c, err := unix.PidfdGetfd(r.pidfd, rp.tmp, 0)
@@ -265,24 +267,28 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 	}
 	rp.copy = c
 	rp.link, _ = os.Readlink(procPath(r.t.PID, "fd/"+strconv.Itoa(rp.tmp)))
-	if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "pipe:", MethodQuiet: "socket:"}[m]; !strings.HasPrefix(rp.link, want) {
+	if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "socket:", MethodQuiet: "socket:"}[m]; !strings.HasPrefix(rp.link, want) {
 		return rp, &callError{name: string(m), errno: unix.EBADF}
 	}
 	return rp, nil
 }
 
 // misbehaves checks on our copy that the replacement behaves as its method
-// says: a hang-up pipe has no writer left, a quiet socket is not readable.
+// says: a hang-up socket reads as shut down and still accepts writes (its
+// other end lives), a quiet one is not readable and accepts writes.
 func (rp *replacement) misbehaves() string {
-	p := []unix.PollFd{{Fd: int32(rp.copy), Events: unix.POLLIN | unix.POLLOUT}}
+	p := []unix.PollFd{{Fd: int32(rp.copy), Events: unix.POLLIN | unix.POLLOUT | unix.POLLRDHUP}}
 	if _, err := unix.Poll(p, 0); err != nil {
 		return fmt.Sprintf("cannot poll the replacement: %v", err)
 	}
+	rev := p[0].Revents
 	switch {
-	case rp.method == MethodHangup && p[0].Revents&unix.POLLHUP == 0:
-		return "the replacement pipe still has a writer"
-	case rp.method == MethodQuiet && p[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0:
-		return fmt.Sprintf("the replacement socket is not quiet (poll %#x)", p[0].Revents)
+	case rev&(unix.POLLHUP|unix.POLLERR) != 0:
+		return fmt.Sprintf("the replacement socket has lost its other end (poll %#x)", rev)
+	case rp.method == MethodHangup && rev&unix.POLLRDHUP == 0:
+		return fmt.Sprintf("the replacement socket does not read as hung up (poll %#x)", rev)
+	case rp.method == MethodQuiet && rev&(unix.POLLIN|unix.POLLRDHUP) != 0:
+		return fmt.Sprintf("the replacement socket is not quiet (poll %#x)", rev)
 	}
 	return ""
 }
