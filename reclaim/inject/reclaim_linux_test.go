@@ -383,6 +383,35 @@ func TestReclaimAtFDLimit(t *testing.T) {
 	tg.echo("at-limit")
 }
 
+// TestReclaimAtFDLimitHangup: hangup needs two free fds for its socket
+// pair and keeps one per released file; at the fd limit an fd no epoll set
+// watches is closed instead, as devnull's would be, and every other one
+// still gets its socket.
+func TestReclaimAtFDLimitHangup(t *testing.T) {
+	tg := startTarget(t, program(t, "target"), "-m", "10", "-l")
+	fds := tg.readyFDs()
+	rep := reclaim(t, tg, fds, MethodHangup)
+	if rep.Done() != len(fds) {
+		t.Fatalf("done %d of %d: %+v", rep.Done(), len(fds), rep)
+	}
+	closed, sockets := 0, 0
+	for _, r := range rep.FDs {
+		t.Logf("fd %d: %s %s %q", r.FD, r.Result, r.Method, r.Reason)
+		switch link := tg.fdLink(r.FD); {
+		case r.Method == MethodClose && strings.Contains(r.Reason, "fd limit") && link == "closed":
+			closed++
+		case r.Method == MethodHangup && strings.HasPrefix(link, "socket:"):
+			sockets++
+		default:
+			t.Errorf("fd %d: %+v is %q", r.FD, r, link)
+		}
+	}
+	if closed == 0 || sockets == 0 {
+		t.Errorf("%d closed at the limit, %d hung up: want both", closed, sockets)
+	}
+	tg.echo("at-limit")
+}
+
 // TestReclaimAbortsOnUnstoppableThread: a thread waiting in vfork() sleeps
 // uninterruptibly and cannot stop; the release must abort, leave nothing
 // stopped or traced, and the thread must run on once its child goes.

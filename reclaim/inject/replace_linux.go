@@ -205,6 +205,17 @@ var refuseUnpollable = true
 // our copy of it. page is the scratch page: its second half receives the
 // two fds of socketpair.
 func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacement, error) {
+	rp, err := r.newReplacement(m, nonblock, page)
+	if err != nil && rp != nil && rp.peer >= 0 && !r.stuck && !errors.Is(err, errGone) {
+		// A replacement that will not be used keeps no hidden end.
+		if _, errno, cerr := r.call("close", hostABI.close, uint64(rp.peer)); cerr == nil && errno == 0 {
+			rp.peer = -1
+		}
+	}
+	return rp, err
+}
+
+func (r *run) newReplacement(m Method, nonblock bool, page uint64) (*replacement, error) {
 	a := hostABI
 	var flags uint64 = oCLOEXEC
 	if nonblock {
