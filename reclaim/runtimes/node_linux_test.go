@@ -5,21 +5,36 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 )
 
-// nodeApp is testdata/node: node-pty from the npm registry, installed by
-// .ci/run with npm ci.
+var npmOnce sync.Once
+
+// nodeApp is testdata/node: node-pty from the npm registry, pinned by its
+// package-lock.json. .ci/run installs it with npm ci; so does the first
+// test that needs it when it is missing (a fresh clone).
 func nodeApp(t testing.TB) string {
 	t.Helper()
 	dir, err := filepath.Abs("testdata/node")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@lydell", "node-pty")); err != nil {
+	installed := filepath.Join(dir, "node_modules", "@lydell", "node-pty")
+	npmOnce.Do(func() {
+		if _, err := os.Stat(installed); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	})
+	if _, err := os.Stat(installed); err != nil {
 		t.Fatalf("node-pty is not installed: run (cd %s && npm ci) as .ci/run does", dir)
 	}
 	return dir

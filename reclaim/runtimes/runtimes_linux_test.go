@@ -335,10 +335,17 @@ func freedBy(before map[int][]string, r releaseResult) []int {
 }
 
 // ptsExists says whether the kernel still has PTY n (devpts lists exactly
-// the allocated ones).
+// the allocated ones). It waits up to 2 s for the node to go: the last
+// close may be the program's own, a moment after the release returned.
 func ptsExists(n int) bool {
-	_, err := os.Lstat(fmt.Sprintf("/dev/pts/%d", n))
-	return err == nil
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Lstat(fmt.Sprintf("/dev/pts/%d", n)); err != nil {
+			return false
+		}
+		if time.Now().After(deadline) {
+			return true
+		}
+	}
 }
 
 // get fetches http://127.0.0.1:port/path with a fresh connection and

@@ -108,7 +108,13 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	nrAfter := testproc.PTYCount(t)
 	r := o.Release
 	if r.Code != 0 {
-		o.fail("release exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+		var why []string
+		for _, a := range r.Actions {
+			if a.str("result") == "failed" {
+				why = append(why, fmt.Sprintf("fd %d: %s", a.fd(), a.str("reason")))
+			}
+		}
+		o.fail("release exit %d: failed %s; %s", r.Code, strings.Join(why, "; "), strings.TrimSpace(r.Stderr))
 	}
 	// What each released fd of the program is now: the replacement's
 	// identity, to tell the program's own close from a later reuse.
