@@ -178,6 +178,38 @@ func openatFallbackReason(errno int, errText string) string {
 	return "fell back to close: opening /dev/null in the target failed: " + errText
 }
 
+// parseNofileSoft reads the soft "Max open files" of /proc/PID/limits;
+// -1 for unlimited.
+func parseNofileSoft(data []byte) (int, error) {
+	for _, line := range strings.Split(string(data), "\n") {
+		rest, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 1 {
+			break
+		}
+		if f[0] == "unlimited" {
+			return -1, nil
+		}
+		return strconv.Atoi(f[0])
+	}
+	return 0, errors.New("no \"Max open files\" line")
+}
+
+// hiddenEndsRoom is how many more fds a process with open fds and soft
+// limit soft may be given and still keep a reserve free (max(32,
+// soft/16)): the hidden ends of hangup and quiet sockets cost one fd per
+// released file, and a program left at its limit fails its next accept or
+// open.
+func hiddenEndsRoom(open, soft int) int {
+	if soft < 0 {
+		return 1 << 30
+	}
+	return soft - open - max(32, soft/16)
+}
+
 // dedupeFDs drops repeated and negative fd numbers, keeping the order.
 func dedupeFDs(fds []int) []int {
 	seen := make(map[int]bool, len(fds))

@@ -41,6 +41,7 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		return err
 	}
 	r.assignEpoll(sets)
+	r.budgetHiddenEnds()
 	// Nothing is written to the target unless some group passed its checks.
 	first := len(r.groups)
 	for i, g := range r.groups {
@@ -108,6 +109,7 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 	repls := map[[2]any]*replacement{}
 	replFailed := map[[2]any]string{}
 	devnullProblem := ""
+	atLimit := "" // why no more sockets are made, once the fd limit was hit
 	if err := r.devNullUsable(); err != nil {
 		devnullProblem = "used hangup instead of /dev/null: " + err.Error()
 	}
@@ -120,6 +122,17 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		nonblock := vd.flags&oNONBLOCK != 0
 		if g.method == MethodDevNull && devnullProblem != "" {
 			g.method, g.note = MethodHangup, devnullProblem
+		}
+		if atLimit != "" && g.method.Pollable() {
+			if len(g.regs) == 0 {
+				g.method, g.note = MethodClose, atLimit
+			} else {
+				for _, fd := range g.fds {
+					res := r.result(fd)
+					res.Result, res.Reason = ResultFailed, "could not create the "+string(g.method)+" replacement: target at its fd limit"
+				}
+				continue
+			}
 		}
 		if g.method != MethodClose {
 			key := [2]any{g.method, nonblock && g.method != MethodDevNull}
@@ -148,8 +161,11 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 					}
 				case errors.As(err, &ce) && len(g.regs) == 0 && (ce.errno == unix.EMFILE || ce.errno == unix.ENFILE):
 					// An fd no epoll set watches is treated as devnull
-					// would be at the fd limit: closed.
+					// would be at the fd limit: closed. No later group
+					// makes a socket: its hidden end would take the
+					// number just closed, which the program still owns.
 					g.method, g.note = MethodClose, openatFallbackReason(int(ce.errno), ce.errno.Error())
+					atLimit = g.note
 				case errors.As(err, &ce):
 					replFailed[key] = fmt.Sprintf("could not create the %s replacement: %v", g.method, ce)
 					repls[key] = nil

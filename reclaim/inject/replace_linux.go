@@ -197,6 +197,50 @@ func (r *run) assignEpoll(sets map[int][]epollReg) {
 	}
 }
 
+// budgetHiddenEnds keeps the target below its fd limit: every hangup or
+// quiet group keeps one hidden socket end in the target. When they do not
+// fit (hiddenEndsRoom), unwatched groups get devnull instead, which costs
+// nothing; if the watched ones alone still do not fit, nothing is
+// released (a PTY is released whole or not at all).
+func (r *run) budgetHiddenEnds() {
+	var pollable []*group
+	for _, g := range r.groups {
+		if g.skip == "" && g.method.Pollable() {
+			pollable = append(pollable, g)
+		}
+	}
+	if len(pollable) == 0 {
+		return
+	}
+	ents, err := os.ReadDir(procPath(r.t.PID, "fd"))
+	limits, lerr := os.ReadFile(procPath(r.t.PID, "limits"))
+	soft, perr := parseNofileSoft(limits)
+	if err != nil || lerr != nil || perr != nil {
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("the fd limit of pid %d could not be read: the hidden socket ends were not budgeted", r.t.PID))
+		return
+	}
+	room := hiddenEndsRoom(len(ents), soft)
+	need := len(pollable)
+	for _, g := range pollable {
+		if need <= max(room, 0) {
+			return
+		}
+		if len(g.regs) == 0 {
+			g.note = fmt.Sprintf("devnull instead of %s: pid %d has %d of its %d fds open, too few left for the socket's hidden end", g.method, r.t.PID, len(ents), soft)
+			g.method = MethodDevNull
+			need--
+		}
+	}
+	if need <= max(room, 0) {
+		return
+	}
+	for _, g := range r.groups {
+		if g.skip == "" {
+			g.skip = fmt.Sprintf("pid %d has %d of its %d fds open: the hidden ends of %d hangup or quiet sockets would leave it too few", r.t.PID, len(ents), soft, need)
+		}
+	}
+}
+
 // refuseUnpollable is false only in the test that measures what devnull
 // and close do to event loops, the harm this refusal prevents.
 var refuseUnpollable = true
