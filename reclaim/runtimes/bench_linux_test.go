@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 )
 
-var allRuntimes = []runtime{nodeRuntime, goRuntime, pythonRuntime, libuvRuntime, glibRuntime, perlRuntime}
+var allRuntimes = []runtime{nodeRuntime, goRuntime, pythonRuntime, pythonIgnoringEOF, libuvRuntime, glibRuntime, perlRuntime}
 
 // BenchmarkRuntimes measures every runtime under every policy variant once
 // per iteration and prints the table of issue 9: did it abort, CPU used

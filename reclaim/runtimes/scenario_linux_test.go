@@ -24,6 +24,10 @@ type runtime struct {
 	Unwatched bool
 	// WantEOF: the program's reads of a released PTY must end with EOF.
 	WantEOF bool
+	// IgnoresEOF: the program's reader ignores an empty read, so every
+	// replacement that reads EOF (hangup) makes its loop spin: the tests
+	// leave those variants to the benchmark.
+	IgnoresEOF bool
 	// AfterRelease, if set, checks more once the loop answers after the
 	// release, before the exercise.
 	AfterRelease func(t testing.TB, tg *target, o *outcome)
@@ -109,12 +113,25 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	r := o.Release
 	if r.Code != 0 {
 		var why []string
+		reused := 0
 		for _, a := range r.Actions {
-			if a.str("result") == "failed" {
-				why = append(why, fmt.Sprintf("fd %d: %s", a.fd(), a.str("reason")))
+			if a.str("result") != "failed" {
+				continue
+			}
+			why = append(why, fmt.Sprintf("fd %d: %s", a.fd(), a.str("reason")))
+			if newHolder(a.str("reason"), held) {
+				reused++
 			}
 		}
-		o.fail("release exit %d: failed %s; %s", r.Code, strings.Join(why, "; "), strings.TrimSpace(r.Stderr))
+		if reused > 0 && reused == len(why) {
+			// The machine is shared: another program took the freed
+			// index at once, and ptyreclaim, which cannot tell a new PTY
+			// on the same index from the old one, errs towards "not
+			// freed". Not the target's harm: noted, not failed.
+			t.Logf("release exit %d only because another process took the freed index: %s", r.Code, strings.Join(why, "; "))
+		} else {
+			o.fail("release exit %d: failed %s; %s", r.Code, strings.Join(why, "; "), strings.TrimSpace(r.Stderr))
+		}
 	}
 	// What each released fd of the program is now: the replacement's
 	// identity, to tell the program's own close from a later reuse.
@@ -131,8 +148,21 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	}
 	freed := freedBy(held, r)
 	for _, n := range freed {
-		if ptsExists(n) {
-			o.fail("pts/%d still allocated after every holder was released", n)
+		if !ptsExists(n) {
+			continue
+		}
+		// Allocated again: by one of its old holders (not freed), or by
+		// another program that took the index meanwhile (freed, reused).
+		now := holders()[n]
+		old := map[string]bool{}
+		for _, h := range held[n] {
+			old[strings.SplitN(h, "/", 2)[0]] = true
+		}
+		for _, h := range now {
+			if old[strings.SplitN(h, "/", 2)[0]] {
+				o.fail("pts/%d still allocated after every holder was released (held by %v)", n, now)
+				break
+			}
 		}
 	}
 	// The program's own close may free more meanwhile, never less.
@@ -264,6 +294,24 @@ func runScenario(t testing.TB, rt runtime, v variant) *outcome {
 	return o
 }
 
+// newHolder says whether a release's "not freed" reason names a process
+// that held none of the released PTYs before: it took the freed index.
+func newHolder(reason string, before map[int][]string) bool {
+	_, rest, ok := strings.Cut(reason, "the PTY is not freed: pid ")
+	if !ok {
+		return false
+	}
+	pid, _, _ := strings.Cut(rest, " ")
+	for _, hs := range before {
+		for _, h := range hs {
+			if strings.SplitN(h, "/", 2)[0] == pid {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // closingFDs are the leaked fds the program closes itself on EOF or an
 // error (its "leak" events with closes: true).
 func closingFDs(evs []event) map[int]bool {
@@ -326,9 +374,26 @@ func signalNote(code int) string {
 	return ""
 }
 
-// runAll runs every variant on one runtime as subtests.
+// harmless are the variants that must leave a program working: the
+// default policy and quiet everywhere, hangup where the program's code
+// handles EOF. The others (devnull, close, hangup on a reader that
+// ignores EOF) harm some program: reclaim/bench/runtimes.sh measures how.
+func harmless(rt runtime, v variant) bool {
+	switch v.Name {
+	case "default", "unwatched-quiet", "all-quiet":
+		return true
+	case "unwatched-hangup", "all-hangup":
+		return !rt.IgnoresEOF
+	}
+	return false
+}
+
+// runAll runs, as subtests, every variant that must not harm the runtime.
 func runAll(t *testing.T, rt runtime) {
 	for _, v := range variants {
+		if !harmless(rt, v) {
+			continue
+		}
 		t.Run(v.Name, func(t *testing.T) {
 			o := runScenario(t, rt, v)
 			t.Logf("%s/%s: release exit %d, %d done %v; cpu ticks %d/%d/%d; %d exceptions; exit %d; own close of %d fds %v after",
