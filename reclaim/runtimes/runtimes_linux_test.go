@@ -72,14 +72,12 @@ var variants = []variant{
 	{Name: "method-close", YAML: "version: 1\ndefaults:\n  method: close\n  watched: reclaim\n", Watched: true, Method: "close"},
 }
 
-// writePolicy writes the policy root-owned 0644 in a root-owned 0755 dir,
-// as ptyreclaim demands of a policy file.
+// writePolicy writes the policy root-owned 0644 in a root-owned 0755 dir
+// under /run, as ptyreclaim demands of a policy file (every directory up
+// to / only root can write: /tmp is refused).
 func writePolicy(t testing.TB, yaml string) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "etc")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := testproc.PolicyDir(t)
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
