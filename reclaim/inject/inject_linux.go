@@ -190,14 +190,18 @@ type run struct {
 	groups []*group
 
 	// Set up for the injection.
-	tid     int
-	base    regs // saved registers, restart-normalised
-	orig    regs // saved registers as found
-	insn    uint64
-	resumed bool // the thread has left its interrupt stop
-	page    uint64
-	pageLen uint64
-	repls   []*replacement
+	eng *enginePrep // looked up before the freeze
+	// lightVerify: the checks under the freeze read the file's status
+	// flags from our copy and leave close-on-exec to the engine.
+	lightVerify bool
+	tid         int
+	base        regs // saved registers, restart-normalised
+	orig        regs // saved registers as found
+	insn        uint64
+	resumed     bool // the thread has left its interrupt stop
+	page        uint64
+	pageLen     uint64
+	repls       []*replacement
 	// stuck: the thread is inside a call that neither returned nor
 	// stopped when interrupted; it cannot be restored.
 	stuck    bool
@@ -294,7 +298,9 @@ func (r *run) do(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
+	r.eng = prepareEngine(pid)
 	r.tr = newTracer(pid, r.log)
+	r.tr.hook = r.hook
 	defer func() {
 		r.stragglers = r.tr.detachAll()
 		if !r.tr.firstStop.IsZero() {
@@ -318,6 +324,7 @@ func (r *run) do(ctx context.Context) error {
 			r.rep.Threads++
 		}
 	}
+	r.hook("frozen")
 
 	// Everything below runs with the whole process frozen.
 	if err := r.checkStartTime(); err != nil {
@@ -333,12 +340,29 @@ func (r *run) do(ctx context.Context) error {
 		return err
 	}
 	fds := r.pending()
+	// The crash-safe engine reads each fd's close-on-exec bit in the
+	// target itself, so its checks skip fdinfo.
+	eng := r.planEngine()
+	r.lightVerify = eng != nil
 	v, err := r.startVerify(fds)
 	if err != nil {
 		r.skipPending("release aborted")
 		return err
 	}
-	defer v.wait()
+	defer func() { v.wait() }()
+	if eng != nil {
+		if handled, err := eng.run(fds, v); handled {
+			return err
+		}
+		// The engine gave up before changing anything and put the
+		// thread back: check again for the call-by-call path.
+		v.wait()
+		r.lightVerify = false
+		if v, err = r.startVerify(fds); err != nil {
+			r.skipPending("release aborted")
+			return err
+		}
+	}
 	return r.inject(fds, v)
 }
 
@@ -471,7 +495,13 @@ func (r *run) startVerify(fds []int) (*verification, error) {
 	for i := range v.ready {
 		v.ready[i] = make(chan struct{})
 	}
+	// Call by call, the tracer thread and the target share one CPU
+	// throughout; the engine waits for every verdict while the target is
+	// stopped, so it uses every CPU.
 	workers := max(1, min(runtime.NumCPU()-1, len(fds)))
+	if r.lightVerify {
+		workers = max(1, min(runtime.NumCPU(), len(fds)))
+	}
 	v.wg.Add(workers)
 	go func() {
 		v.wg.Wait()
@@ -507,6 +537,14 @@ func (r *run) verifyOne(fd, fdinfo int, buf []byte) verdict {
 		if err := r.t.Recheck(fd, c); err != nil {
 			return verdict{reason: err.Error()}
 		}
+	}
+	if r.lightVerify {
+		// The status flags belong to the open file, which our copy is.
+		fl, err := unix.FcntlInt(uintptr(c), unix.F_GETFL, 0)
+		if err != nil {
+			return verdict{reason: fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err)}
+		}
+		return verdict{flags: uint32(fl)}
 	}
 	data, err := readSmallAt(fdinfo, strconv.Itoa(fd), buf)
 	if err != nil {

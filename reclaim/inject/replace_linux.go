@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -136,6 +137,11 @@ func (r *run) readEpoll() (map[int][]epollReg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the fds of pid %d: %v", r.t.PID, err)
 	}
+	return r.readEpollSets(efds)
+}
+
+// readEpollSets reads every registration of the target's epoll fds efds.
+func (r *run) readEpollSets(efds []int) (map[int][]epollReg, error) {
 	out := make(map[int][]epollReg, len(efds))
 	for _, efd := range efds {
 		data, err := os.ReadFile(procPath(r.t.PID, "fdinfo/"+strconv.Itoa(efd)))
@@ -330,26 +336,65 @@ func (r *run) verifyAfter(acted []*group) {
 			}
 		}
 	}
+	// One or two kcmp per fd: spread over every CPU, the target is
+	// stopped.
+	type job struct {
+		g  *group
+		fd int
+	}
+	var jobs []job
+	for _, g := range acted {
+		for _, fd := range g.fds {
+			jobs = append(jobs, job{g, fd})
+		}
+	}
+	fdProblems := make([]string, len(jobs))
+	check := func(i int) {
+		g, fd := jobs[i].g, jobs[i].fd
+		kcmpWith := func(c int) (uintptr, unix.Errno) {
+			res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
+			return res, e
+		}
+		if g.method != MethodClose && g.repl != nil && g.repl.copy >= 0 {
+			if res, e := kcmpWith(g.repl.copy); e == 0 && res == 0 {
+				return // the replacement, so not the PTY
+			}
+		}
+		res, e := kcmpWith(r.copies[fd])
+		stillOld := e == 0 && res == 0
+		switch {
+		case g.method == MethodClose:
+			if e != unix.EBADF {
+				fdProblems[i] = fmt.Sprintf("fd %d is still open", fd)
+			}
+		case stillOld:
+			fdProblems[i] = fmt.Sprintf("fd %d still names the PTY", fd)
+		case g.repl == nil || g.repl.copy < 0:
+			fdProblems[i] = fmt.Sprintf("fd %d: no replacement to compare with", fd)
+		default:
+			fdProblems[i] = fmt.Sprintf("fd %d is not the planned %s replacement", fd, g.method)
+		}
+	}
+	workers := max(1, min(runtime.NumCPU(), len(jobs)/64))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(jobs); i += workers {
+				check(i)
+			}
+		}()
+	}
+	wg.Wait()
+	next := 0
 	for _, g := range acted {
 		var problems []string
-		for _, fd := range g.fds {
-			res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(r.copies[fd]), uintptr(fd), 0)
-			stillOld := e == 0 && res == 0
-			switch {
-			case g.method == MethodClose:
-				if e != unix.EBADF {
-					problems = append(problems, fmt.Sprintf("fd %d is still open", fd))
-				}
-			case stillOld:
-				problems = append(problems, fmt.Sprintf("fd %d still names the PTY", fd))
-			case g.repl == nil || g.repl.copy < 0:
-				problems = append(problems, fmt.Sprintf("fd %d: no replacement to compare with", fd))
-			default:
-				res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(g.repl.copy), uintptr(fd), 0)
-				if e != 0 || res != 0 {
-					problems = append(problems, fmt.Sprintf("fd %d is not the planned %s replacement", fd, g.method))
-				}
+		for range g.fds {
+			if p := fdProblems[next]; p != "" {
+				problems = append(problems, p)
 			}
+			next++
 		}
 		if g.repl != nil && g.repl.copy >= 0 {
 			if p := g.repl.misbehaves(); p != "" {
