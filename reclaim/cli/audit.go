@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +85,7 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 // a file, what the policy would do on its own.
 func auditPlanOptions(env *Env, pol *policy.Policy) plan.Options {
 	o := plan.Options{Policy: pol, Self: env.Self, Orphans: true}
+	runtimeProbes(inspector.NewProber())(&o)
 	if pol.Source == policy.BuiltinSource {
 		o.Select = func(*snapshot.Process) bool { return true }
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"os"
 	"os/signal"
 	"syscall"
@@ -78,6 +79,7 @@ func RunDaemon(ctx context.Context, env *Env, o *DaemonOptions) error {
 		PolicyPath: o.PolicyPath, Interval: o.Interval, MetricsAddr: o.MetricsAddr,
 		SocketPath: o.SocketPath, TextfileDir: o.TextfileDir, LockPath: o.LockPath,
 		Source: env.Source, Platform: newPlatform, RaiseLimit: raiseLimit, Log: env.Log,
+		PlanOptions: runtimeProbes(inspector.NewProber()),
 	})
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"os"
 	"strings"
 	"time"
@@ -108,6 +109,7 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if o.All {
 		popts.Select = func(*snapshot.Process) bool { return true }
 	}
+	runtimeProbes(inspector.NewProber())(&popts)
 	items := plan.Plan(pipeline.Filter(res.Findings, popts.Select, false), popts)
 	// Why nothing happens, per process named (not for --all: that would
 	// list every process on the machine).

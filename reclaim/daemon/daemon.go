@@ -46,7 +46,10 @@ type Config struct {
 	// RaiseLimit, when set, raises the system PTY limit under critical
 	// pressure (macOS kern.tty.ptmx_max) and returns the new limit.
 	RaiseLimit func(pool snapshot.Pool) (int, error)
-	Log        *zap.Logger
+	// PlanOptions, when set, adds the machine's probes to every plan (the
+	// inspector route's questions about holders and logged-in users).
+	PlanOptions func(*plan.Options)
+	Log         *zap.Logger
 }
 
 // Daemon is one running daemon.
@@ -259,6 +262,9 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.S
 		d.warnPressure(pol, scan)
 	}
 	popts := plan.Options{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Context: scan.Findings}
+	if d.cfg.PlanOptions != nil {
+		d.cfg.PlanOptions(&popts)
+	}
 	findings := scan.Findings
 	if r.caller != nil {
 		var err error
