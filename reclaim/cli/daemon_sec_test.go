@@ -696,8 +696,11 @@ mkdir -p /etc/ptyreclaim
 cp "$POLICY" /etc/ptyreclaim/policy.yaml
 exec "$@"`
 	d := &daemonProc{done: make(chan error, 1)}
-	d.cmd = exec.Command("unshare", append([]string{"--mount", "--net", "--fork", "sh", "-c", setup, "sh", bin}, argv[1:]...)...)
+	// --kill-child: a test that gives up must not leave the daemon running;
+	// WaitDelay: nor hang in Wait on the stderr pipe the daemon holds.
+	d.cmd = exec.Command("unshare", append([]string{"--mount", "--net", "--fork", "--kill-child", "sh", "-c", setup, "sh", bin}, argv[1:]...)...)
 	d.cmd.Env = append(os.Environ(), "U="+filepath.Join(dir, "upper"), "W="+filepath.Join(dir, "work"), "POLICY="+policyPath)
+	d.cmd.WaitDelay = 5 * time.Second
 	d.cmd.Stderr = lockedWriter{d}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
