@@ -81,6 +81,9 @@ func OwnCloses(actions []act.Action, ptyName func(index int) string) []string {
 		g := groups[k]
 		head := fmt.Sprintf("pid %d %s (%s, %s): ", k.pid, ptyName(k.index), g.method, fdList(g.fds))
 		after := fmt.Sprintf("%.0f ms after the release", g.last*1000)
+		if g.last < 0.001 {
+			after = "before the follow-up check began"
+		}
 		switch {
 		case len(g.closed) == len(g.fds):
 			out = append(out, head+"the program closed it itself, "+after)
