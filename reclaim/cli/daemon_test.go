@@ -429,8 +429,16 @@ func TestDaemonSIGTERMNeverInterruptsARelease(t *testing.T) {
 	leak := leakerNamed(t, allowedName)
 	outcomes := map[string]int{}
 	// The first cycle runs from ~15 ms to ~90 ms after the exec here, the
-	// freeze in its last ~50 ms: the delays sweep across all of it.
-	for round, delay := range []time.Duration{0, 10, 20, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 90, 110, 150, 250} {
+	// freeze in its last ~50 ms: the delays sweep across all of it. On a
+	// slower machine (the emulated arm64 VM, packaging/vm) every delay is
+	// stretched by how much longer one unsignalled first cycle takes there.
+	scale := float64(firstCycle(t, bin, policyPath, leak)) / float64(90*time.Millisecond)
+	if scale < 1 {
+		scale = 1
+	}
+	t.Logf("delays scaled by %.1f", scale)
+	for round, ms := range []time.Duration{0, 10, 20, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 90, 110, 150, 250} {
+		delay := time.Duration(float64(ms) * scale)
 		target := testproc.Start(t, leak, "300", "3")
 		time.Sleep(5 * time.Millisecond) // idle for longer than min_idle
 		dir := t.TempDir()
@@ -488,4 +496,24 @@ func TestDaemonSIGTERMNeverInterruptsARelease(t *testing.T) {
 	if outcomes["released"] == 0 {
 		t.Error("no round released anything: the sweep missed the injection window")
 	}
+}
+
+// firstCycle measures, without any signal, how long a daemon takes from its
+// exec to the end of the release in its first cycle.
+func firstCycle(t *testing.T, bin, policyPath, leak string) time.Duration {
+	t.Helper()
+	target := testproc.Start(t, leak, "300", "3")
+	time.Sleep(5 * time.Millisecond)
+	cmd := exec.Command(bin, "daemon", "--policy", policyPath, "--interval", "1h", "--lock", filepath.Join(t.TempDir(), "lock"))
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the first cycle's release", func() bool { return len(ptmxFDs(t, target.PID)) == 0 })
+	took := time.Since(start)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	syscall.Kill(target.PID, syscall.SIGKILL)
+	waitGone(t, target.PID)
+	return took
 }
