@@ -8,7 +8,8 @@
 //
 // It reads the sources, it does not import them: the calls and the constants
 // are found with go/parser, so a new BuildC call is picked up without a list
-// to keep in step here.
+// to keep in step here. The source is a testproc constant or a string
+// constant of the calling package (its test files included).
 package main
 
 import (
@@ -39,13 +40,15 @@ func main() {
 	}
 }
 
+// source is where a program's C text is: a string constant in a directory.
+type source struct{ dir, name string }
+
+func (s source) String() string { return filepath.Base(s.dir) + "." + s.name }
+
 func run(root, out string) error {
-	consts, err := stringConsts(filepath.Join(root, "reclaim", "internal", "testproc"))
-	if err != nil {
-		return err
-	}
-	uses := map[string]string{} // program name -> constant name
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	testproc := filepath.Join(root, "reclaim", "internal", "testproc")
+	uses := map[string]source{} // program name -> its constant
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -55,7 +58,7 @@ func run(root, out string) error {
 		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
-		return buildCalls(path, uses)
+		return buildCalls(path, testproc, uses)
 	})
 	if err != nil {
 		return err
@@ -71,23 +74,35 @@ func run(root, out string) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	consts := map[string]map[string]string{} // dir -> its string constants
 	for _, n := range names {
-		src, ok := consts[uses[n]]
+		u := uses[n]
+		if consts[u.dir] == nil {
+			// testproc's own tests are not its constants; a calling
+			// package's tests are where its constants live.
+			c, err := stringConsts(u.dir, u.dir != testproc)
+			if err != nil {
+				return err
+			}
+			consts[u.dir] = c
+		}
+		src, ok := consts[u.dir][u.name]
 		if !ok {
-			return fmt.Errorf("BuildC(%q) uses testproc.%s, which is not a string constant", n, uses[n])
+			return fmt.Errorf("BuildC(%q) uses %s, which is not a string constant", n, u)
 		}
 		if err := os.WriteFile(filepath.Join(out, n+".c"), []byte(src), 0o644); err != nil {
 			return err
 		}
-		fmt.Printf("%s.c from testproc.%s\n", n, uses[n])
+		fmt.Printf("%s.c from %s\n", n, uses[n])
 	}
 	return nil
 }
 
-// stringConsts returns the package's string constants by name.
-func stringConsts(dir string) (map[string]string, error) {
+// stringConsts returns the string constants of the Go files in dir by
+// name, those of its _test.go files too when tests is set.
+func stringConsts(dir string, tests bool) (map[string]string, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool { return tests || !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +135,9 @@ func stringConsts(dir string) (map[string]string, error) {
 	return consts, nil
 }
 
-// buildCalls records testproc.BuildC(_, "name", testproc.Const) calls in path.
-func buildCalls(path string, uses map[string]string) error {
+// buildCalls records testproc.BuildC(_, "name", testproc.Const) and
+// testproc.BuildC(_, "name", localConst) calls in path.
+func buildCalls(path, testproc string, uses map[string]source) error {
 	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
 	if err != nil {
 		return err
@@ -133,16 +149,24 @@ func buildCalls(path string, uses map[string]string) error {
 			return true
 		}
 		lit, ok := call.Args[1].(*ast.BasicLit)
-		src, ok2 := call.Args[2].(*ast.SelectorExpr)
-		if !ok || lit.Kind != token.STRING || !ok2 || !isSel(src, "testproc", src.Sel.Name) {
-			bad = fmt.Errorf("%s: a BuildC call without a literal name and a testproc constant", path)
+		var src source
+		switch a := call.Args[2].(type) {
+		case *ast.SelectorExpr:
+			if isSel(a, "testproc", a.Sel.Name) {
+				src = source{testproc, a.Sel.Name}
+			}
+		case *ast.Ident:
+			src = source{filepath.Dir(path), a.Name}
+		}
+		if !ok || lit.Kind != token.STRING || src.name == "" {
+			bad = fmt.Errorf("%s: a BuildC call without a literal name and a constant (testproc's or the package's own)", path)
 			return true
 		}
 		name, _ := strconv.Unquote(lit.Value)
-		if prev, seen := uses[name]; seen && prev != src.Sel.Name {
-			bad = fmt.Errorf("%s: program %q is built from both testproc.%s and testproc.%s", path, name, prev, src.Sel.Name)
+		if prev, seen := uses[name]; seen && prev != src {
+			bad = fmt.Errorf("%s: program %q is built from both %s and %s", path, name, prev, src)
 		}
-		uses[name] = src.Sel.Name
+		uses[name] = src
 		return true
 	})
 	return bad
