@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/report"
 )
@@ -359,7 +361,8 @@ func TestSelfService(t *testing.T) {
 }
 
 // Under systemd (Type=notify) the daemon must say READY=1 once it serves,
-// feed the watchdog, and say STOPPING=1 on SIGTERM. systemd cannot run
+// feed the watchdog, say RELOADING=1 and READY=1 around a reload (SIGHUP),
+// and say STOPPING=1 on SIGTERM. systemd cannot run
 // here, so the test plays its part: a datagram socket in NOTIFY_SOCKET.
 func TestDaemonNotifiesSystemd(t *testing.T) {
 	bin := buildForNobody(t)
@@ -400,6 +403,33 @@ func TestDaemonNotifiesSystemd(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no %s within 10s", w)
 		}
+	}
+	// SIGHUP (what the unit's ExecReload sends): RELOADING=1 with the
+	// kernel's CLOCK_MONOTONIC now, then READY=1 once the policy is read.
+	var before unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &before); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	next := func(what string) string {
+		for {
+			select {
+			case m := <-msgs:
+				if m != "WATCHDOG=1" {
+					return m
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %s within 10s", what)
+			}
+		}
+	}
+	m := next("RELOADING=1")
+	usec, ok := strings.CutPrefix(m, "RELOADING=1\nMONOTONIC_USEC=")
+	if n, err := strconv.ParseInt(usec, 10, 64); !ok || err != nil || n < before.Nano()/1000 || n > before.Nano()/1000+10e6 {
+		t.Fatalf("after SIGHUP got %q, want RELOADING=1 and MONOTONIC_USEC= CLOCK_MONOTONIC now (%d us)", m, before.Nano()/1000)
+	}
+	if m := next("READY=1"); !strings.HasPrefix(m, "READY=1") {
+		t.Fatalf("after RELOADING=1 got %q, want READY=1", m)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	deadline := time.After(10 * time.Second)
