@@ -145,7 +145,29 @@ $2
 EOF
 }
 policy true "" >/etc/ptyreclaim/policy.yaml
-check policy-check "ptyreclaim policy check" quiet ptyreclaim policy check /etc/ptyreclaim/policy.yaml
+# The command-line client under another name: its comm is then not the
+# daemon's ("ptyreclaim"), which the syscall count below goes by.
+install -m 0755 /usr/bin/ptyreclaim /usr/local/bin/ptyreclaim-cli
+check policy-check "ptyreclaim policy check" quiet /usr/local/bin/ptyreclaim-cli policy check /etc/ptyreclaim/policy.yaml
+
+# --- Every system call the daemon makes, counted by the kernel --------------
+# In-kernel histograms (tracefs hist triggers, nothing buffered) over the
+# processes whose comm is "ptyreclaim", the daemon's threads only: system
+# calls entered, system calls returned, and those that returned an error by
+# errno. The seccomp
+# filter of the unit refuses a call before the sys_enter tracepoint, and the
+# call still passes sys_exit with the filter's errno: so a call number with
+# more exits than entries was refused by the unit's own sandbox, whatever
+# the daemon did with the error. Armed before the first start.
+T=/sys/kernel/tracing
+[ -d "$T/events" ] || mount -t tracefs tracefs "$T" || true
+trace_armed() {
+	local e=$T/events/raw_syscalls
+	echo 'hist:keys=id.syscall:vals=hitcount:size=2048 if comm == "ptyreclaim"' >"$e/sys_enter/trigger" &&
+		echo 'hist:keys=id.syscall:vals=hitcount:size=2048 if comm == "ptyreclaim"' >"$e/sys_exit/trigger" &&
+		echo 'hist:keys=id.syscall,ret:vals=hitcount:size=2048 if comm == "ptyreclaim" && ret < 0' >"$e/sys_exit/trigger"
+}
+check syscall-trace "hist triggers on raw_syscalls:sys_enter and sys_exit for comm ptyreclaim" trace_armed
 
 # Targets before the daemon starts: its first scan (before READY) acts on them.
 start leak root /usr/local/bin/vmleak 20 2
@@ -200,7 +222,7 @@ sleep 1.5
 ask() { # USER ARGS...: ptyreclaim release as USER (non-root: through the socket)
 	local user=$1
 	shift
-	timeout 120 setpriv --reuid="$user" --regid="$user" --init-groups -- ptyreclaim release --yes --min-idle 0s "$@"
+	timeout 120 setpriv --reuid="$user" --regid="$user" --init-groups -- /usr/local/bin/ptyreclaim-cli release --yes --min-idle 0s "$@"
 }
 out=$(ask alice --pid "${PID[self]}" 2>&1) && rc=0 || rc=$?
 read -r n _ _ < <(fds self)
@@ -210,7 +232,8 @@ start other root /usr/local/bin/vmleak 2
 sleep 1.5
 out=$(ask alice --pid "${PID[other]}" 2>&1) && rc=0 || rc=$?
 read -r n _ _ < <(fds other)
-check self-service-not-others "alice asks for root's process: exit $rc, $n of 2 released: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" test "$rc/$n" != 0/2 -a "$n" = 0
+refusal() { [ "$1" != 0 ] && [ "$2" = 0 ] && grep -q "$3" <<<"$out"; } # RC RELEASED TEXT: refused by the daemon, nothing done
+check self-service-not-others "alice asks for root's process: exit $rc, $n of 2 released: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" refusal "$rc" "$n" "not your process"
 
 # --- Reload: a good policy, then a broken one keeps it -----------------------
 reload() { # what the admin types; the unit has to support it
@@ -245,7 +268,8 @@ check broken-reload-active "still ActiveState=$(prop ActiveState), same MainPID"
 start self2 alice /usr/local/bin/vmself 3
 sleep 1.5
 out=$(ask alice --pid "${PID[self2]}" 2>&1) && rc=0 || rc=$?
-check broken-keeps-old "self-service (on only in the old policy) still works: exit $rc" test "$rc" = 0
+read -r n _ _ < <(fds self2)
+check broken-keeps-old "self-service (on only in the old policy) still works: exit $rc, $n of 3 released" test "$rc/$n" = 0/3
 # self_service: false, reloaded: refused.
 policy false "" >/etc/ptyreclaim/policy.yaml
 before=$(reloads ok)
@@ -255,40 +279,81 @@ start self3 alice /usr/local/bin/vmself 3
 sleep 1.5
 out=$(ask alice --pid "${PID[self3]}" 2>&1) && rc=0 || rc=$?
 read -r n _ _ < <(fds self3)
-check self-service-off "refused when off: exit $rc, $n released: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" test "$rc" != 0 -a "$n" = 0
+check self-service-off "refused when off: exit $rc, $n released: $(tr '\n' ' ' <<<"$out" | cut -c1-160)" refusal "$rc" "$n" "self-service is off"
 cp "$run/good.yaml" /etc/ptyreclaim/policy.yaml
 reload >/dev/null || true
 sleep 1
 
 # --- stop and restart in the middle of a release ---------------------------
-# alice's big leaker; the release runs in the daemon (self-service); stop
-# comes as soon as the first fd is /dev/null.
-midrelease() { # ACTION
-	local tag=big$1 blk out rc n p
-	start "$tag" alice /usr/local/bin/vmbig 900 4
+# A big leaker, frozen by the daemon; stop (or restart) comes the moment the
+# daemon has the target frozen (TracerPid set). A normal stop must never cut
+# a release: the daemon finishes the process it froze, then exits by
+# itself, well before systemd's SIGKILL (TimeoutStopSec). Two ways in: a
+# self-service request (alice's process, through the socket, answered by a
+# request goroutine), and the daemon's own first cycle, which runs before
+# READY=1 (root's allowed leaker; the stop then comes while systemd still
+# waits for the start).
+big=900
+journal_line() { journalctl -u ptyreclaim.service -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'; }
+midrelease() { # ACTION self|cycle
+	local tag=big$1$2 blk out rc n p cursor t0 t1 j apid pid_before
+	if [ "$2" = self ]; then
+		start "$tag" alice /usr/local/bin/vmbig "$big" 4
+	else
+		start "$tag" root /usr/local/bin/vmleak "$big" 4
+	fi
 	blk=$(sigblk "$tag")
 	sleep 1.5
-	ask alice --pid "${PID[$tag]}" >"$run/$tag.ask" 2>&1 &
-	local apid=$!
-	# Stop as soon as the daemon has the target frozen (TracerPid set):
-	# builtins only, a fork per poll would be too slow under emulation.
-	local tracer=0 line i
-	for ((i = 0; i < 200000 && tracer == 0; i++)); do
+	cursor=$(journal_line)
+	pid_before=$(prop MainPID)
+	if [ "$2" = self ]; then
+		ask alice --pid "${PID[$tag]}" >"$run/$tag.ask" 2>&1 &
+	else
+		timeout 120 systemctl start ptyreclaim.service >"$run/$tag.ask" 2>&1 &
+	fi
+	apid=$!
+	# Wait for the freeze with builtins only (a fork per poll would be too
+	# slow under emulation), bounded by time and by the client's end, and
+	# not traced line by line.
+	local tracer=0 line end=$((SECONDS + 60))
+	set +x
+	while [ "$tracer" = 0 ] && [ "$SECONDS" -lt "$end" ] && kill -0 "$apid" 2>/dev/null; do
 		while read -r line; do
 			case "$line" in TracerPid:*) tracer=${line##*[[:space:]]} ;; esac
 		done <"/proc/${PID[$tag]}/status"
 	done
-	out=$(timeout 90 systemctl "$1" ptyreclaim.service 2>&1) && rc=0 || rc=$?
+	set -x
+	t0=$(date +%s%3N)
+	out=$(timeout 300 systemctl "$1" ptyreclaim.service 2>&1) && rc=0 || rc=$?
+	t1=$(date +%s%3N)
 	read -r n p _ < <(fds "$tag")
 	timeout 60 bash -c "while kill -0 $apid 2>/dev/null; do sleep 0.2; done" || true
 	wait "$apid" 2>/dev/null || true
-	check "$1-during-release" "systemctl $1 exit $rc, sent while the target was traced by pid $tracer; after it $n of 900 released, $p still PTY; client: $(tr '\n' ' ' <<<"$(cat "$run/$tag.ask")" | cut -c1-120)" test "$rc" = 0 -a "$tracer" != 0
-	if out=$(intact "$tag" "$blk"); then ok "$1-target-intact" "alive, running, not traced, same SigBlk, echoes, fds only PTY or /dev/null"; else fail "$1-target-intact" "$out"; fi
+	j=$(journalctl -u ptyreclaim.service --after-cursor="$cursor" -o short-monotonic --no-pager 2>&1 || true)
+	# (journalctl shows the daemon's tabs as spaces)
+	local actions='[[:space:]]action[[:space:]]+[{]'
+	grep -Ev "$actions" <<<"$j" | sed "s/^/INFO $1-$2-journal: /" | tail -n 30
+	info "$1-$2-timing" "systemctl $1 took $((t1 - t0)) ms; daemon MainPID $pid_before -> $(prop MainPID); $(grep -Ec "$actions" <<<"$j" || true) action records; frozen $(grep -Eo '"frozen": "[^"]*"' <<<"$j" | sort -u | tr '\n' ' '); client: $(tr '\n' ' ' <"$run/$tag.ask" | cut -c1-160)"
+	check "$1-$2-during-release" "systemctl $1 exit $rc${out:+ ($out)}, sent while the target was traced by pid $tracer" test "$rc" = 0 -a "$tracer" != 0
+	# systemd's own lines when it had to kill: "State 'stop-sigterm' timed
+	# out. Killing.", "Killing process N (ptyreclaim) with signal SIGKILL",
+	# "Main process exited, code=killed".
+	local killed
+	killed=$(grep -E "timed out|Killing|SIGKILL|code=killed|status=9|Failed with result" <<<"$j" || true)
+	check "$1-$2-no-kill" "the daemon exited by itself after SIGTERM, systemd killed nothing: ${killed:-no kill, no timeout in the journal}" test -z "$killed"
+	check "$1-$2-all-or-none" "$n of $big released, $p still the PTY: a release is whole or not at all" test "$n" = "$big" -o "$p" = "$big"
+	if out=$(intact "$tag" "$blk"); then ok "$1-$2-target-intact" "alive, running, not traced, SigBlk as before ($blk), echoes"; else fail "$1-$2-target-intact" "$out"; fi
 }
-midrelease stop
-check stopped "ActiveState=$(prop ActiveState) Result=$(prop Result)" test "$(prop ActiveState)" = inactive
+stopped() {
+	check "stopped-$1" "ActiveState=$(prop ActiveState) Result=$(prop Result) ExecMainCode=$(prop ExecMainCode) ExecMainStatus=$(prop ExecMainStatus)" \
+		test "$(prop ActiveState)/$(prop Result)/$(prop ExecMainStatus)" = inactive/success/0
+}
+midrelease stop self
+stopped self
+midrelease stop cycle
+stopped cycle
 timeout 120 systemctl start ptyreclaim.service
-midrelease restart
+midrelease restart self
 check restarted "ActiveState=$(prop ActiveState) NRestarts=$(prop NRestarts)" test "$(prop ActiveState)" = active
 
 # --- Watchdog: the daemon pings every WatchdogSec/2 (30 s) ------------------
@@ -309,6 +374,45 @@ check no-eperm "journal of ptyreclaim.service: ${bad:-no EPERM/SIGSYS/permission
 # type=1326 is the kernel's seccomp audit record (a killed or logged call).
 k=$(journalctl -k -o cat --no-pager | grep -E 'type=1326|audit.*seccomp|seccomp.*syscall=' || true)
 check no-seccomp-audit "kernel log: ${k:-no seccomp/audit lines}" test -z "$k"
+# The histograms: each event's hist file holds its triggers' histograms,
+# newest first, each headed by "# trigger info: hist:keys=...", with lines
+# "{ id: sys_ptrace [101] } hitcount: 12" or, keyed by ret too (printed
+# unsigned), "{ id: sys_read [  0], ret: 18446744073709551605 } hitcount: 5".
+# As "NAME COUNT" (enter.hist, exit.hist) and "NAME ERRNO COUNT" (errors.hist).
+hists() {
+	cat "$T/events/raw_syscalls/$1/hist" >&"$xfd" # the raw text, on the console log
+	awk -v out="$run/" -v ev="$1" '/^# trigger info:/ {f = (ev == "sys_enter") ? "enter" : (/keys=id.syscall,ret/ ? "errors.raw" : "exit")}
+		/^\{ id: sys_/ && f != "" {
+			name = $3; sub(/^sys_/, "", name); ret = ""
+			if (match($0, /ret: *-?[0-9]+/)) { ret = substr($0, RSTART + 5, RLENGTH - 5); gsub(/ /, "", ret); ret = ret " " }
+			c = $0; sub(/.*hitcount: */, "", c); print name, ret c > (out f ".hist") }' "$T/events/raw_syscalls/$1/hist"
+}
+: >"$run/enter.hist"
+: >"$run/exit.hist"
+: >"$run/errors.raw.hist"
+hists sys_enter
+hists sys_exit
+sort -o "$run/enter.hist" "$run/enter.hist"
+sort -o "$run/exit.hist" "$run/exit.hist"
+# ret as the kernel means it: a signed long (bash arithmetic wraps the same way).
+while read -r name ret c; do echo "$name $((-ret)) $c"; done <"$run/errors.raw.hist" | sort >"$run/errors.hist"
+used=$(awk '{printf "%s%s(%d)", sep, $1, $2; sep=" "}' "$run/enter.hist")
+info syscalls-used "$(wc -l <"$run/enter.hist") distinct calls by the daemon: $used"
+info syscalls-errors "calls that returned an error (name errno x count): $(awk '{printf "%s E%s x%s; ", $1, $2, $3}' "$run/errors.hist")"
+for f in enter exit; do grep -h 'Dropped\|Entries' "$T/events/raw_syscalls/sys_$f/hist" | tr '\n' ' ' | sed "s/^/INFO syscalls-$f-hist: /"; echo; done
+# Per call: exits minus entries (> 0: refused before entry), with its errnos.
+# Not execve: systemd's child enters it as "(ptyreclaim)" and leaves it as
+# "ptyreclaim" (a refused execve would have failed the start, checked above).
+refused=$(awk 'FILENAME ~ /enter/ {e[$1] = $2; next} FILENAME ~ /errors/ {r[$1] = r[$1] " " $2 "x" $3; next} $1 != "execve" {x[$1] = $2}
+	END {for (c in x) if (x[c] > e[c] + 0) printf "%s: %d refused (errors:%s); ", c, x[c] - e[c], r[c]}' "$run/enter.hist" "$run/errors.hist" "$run/exit.hist")
+check syscalls-entered "the histogram saw the daemon's calls (ptrace among them)" grep -q '^ptrace ' "$run/enter.hist"
+check no-syscall-refused "calls refused by the unit's filter before entry: ${refused:-none}" test -z "$refused"
+# And each call it made is in the filter systemd compiled (an allow list).
+# (The kernel calls a few of them by their internal names.)
+filter=$(prop SystemCallFilter)
+outside=$(awk -v f=" $filter " 'BEGIN {k["newfstat"] = "fstat"; k["newstat"] = "stat"; k["newlstat"] = "lstat"; k["newuname"] = "uname"}
+	{n = ($1 in k) ? k[$1] : $1; if (index(f, " " n " ") == 0) printf "%s ", n}' "$run/enter.hist")
+check syscalls-in-filter "calls the daemon made that systemd's SystemCallFilter (${#filter} chars) lacks: ${outside:-none}" test -z "$outside" -a -n "$filter"
 sec=$(systemd-analyze security --no-pager ptyreclaim.service 2>&1 || true)
 info security "$(grep -a 'Overall exposure' <<<"$sec")"
 grep -a '✗' <<<"$sec" | sed 's/^/INFO security-line: /' || true
