@@ -12,6 +12,9 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # No ld.so.cache: the userland was extracted, never configured (ldconfig).
 LD_LIBRARY_PATH=/lib/aarch64-linux-gnu:/usr/lib/aarch64-linux-gnu
 export PATH LD_LIBRARY_PATH HOME=/root TMPDIR=/tmp LANG=C.UTF-8 PTYRECLAIM_PREBUILT=/t/prebuilt
+# The initramfs root comes up mode 1777; the policy loader (rightly)
+# refuses a policy under a directory others may write.
+chmod 0755 /
 mkdir -p /proc /sys /dev /run /tmp /root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -19,7 +22,8 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || true # already there when the ker
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /run
+mount -t tmpfs -o mode=0755 tmpfs /run
+insmod /usr/local/lib/vm-modules/overlay.ko* # the CLI tests mount an overlay
 chmod 1777 /tmp
 hostname vm
 ip link set lo up # the daemon tests serve metrics on 127.0.0.1

@@ -5,7 +5,8 @@
 #   bash packaging/vm/image.sh amd64   -> DIR with base.raw (ext4, systemd as
 #                                         PID 1), vmlinuz, initrd.img
 #   bash packaging/vm/image.sh arm64   -> DIR with rootfs.cpio (an arm64
-#                                         userland for an initramfs), vmlinuz
+#                                         userland for an initramfs), vmlinuz,
+#                                         sysroot/ (libuv, libev to link)
 #
 # The cache is keyed by this file's contents, the architecture and the
 # mmdebstrap version: change the recipe and a new image is built; a clean
@@ -86,9 +87,29 @@ else
 	# here. The kernel is taken out of the tree; its modules are dropped (the
 	# tests need only built-in drivers: devtmpfs, devpts, the PL011 console).
 	timeout 1500 mmdebstrap --mode=root --variant=extract --architectures=arm64 \
-		--include=base-files,base-passwd,bash,coreutils,dash,diffutils,findutils,grep,gzip,hostname,libc-bin,sed,tar,util-linux,mount,passwd,login,procps,iproute2,python3,linux-image-arm64 \
+		--include=base-files,base-passwd,bash,coreutils,dash,diffutils,findutils,grep,gzip,hostname,libc-bin,sed,tar,util-linux,mount,passwd,login,procps,iproute2,python3,linux-image-arm64,libuv1-dev,libev-dev,kmod,prometheus,prometheus-node-exporter,strace \
 		"$suite" "$root" "$mirror"
 	cp "$root"/boot/vmlinuz-* "$work/vmlinuz"
+	# The event-loop targets (inject's uvloop.c, evloop.c) link libuv and
+	# libev statically: their arm64 headers and archives, for the cross
+	# compiler on the host (sysroot/include, sysroot/lib).
+	mkdir -p "$work/sysroot/include" "$work/sysroot/lib"
+	cp -r "$root"/usr/include/uv.h "$root"/usr/include/uv "$root"/usr/include/ev.h "$work/sysroot/include/"
+	cp "$root"/usr/lib/aarch64-linux-gnu/libuv_a.a "$work/sysroot/lib/libuv.a"
+	cp "$root"/usr/lib/aarch64-linux-gnu/libev.a "$work/sysroot/lib/libev.a"
+	rm -rf "${root:?}"/usr/include
+	# The one module the tests need (the CLI tests mount an overlay over
+	# /etc); /init loads it with kmod's insmod. Of prometheus only promtool
+	# is used (the textfile and metrics tests), not the 100 MB server.
+	ko=$(find "$root"/lib/modules "$root"/usr/lib/modules -name 'overlay.ko*' 2>/dev/null | head -n 1 || true)
+	[ -n "$ko" ] || { echo "image.sh: no overlay module in linux-image-arm64" >&2; exit 1; }
+	mkdir -p "$root/usr/local/lib/vm-modules"
+	cp "$ko" "$root/usr/local/lib/vm-modules/"
+	# What prometheus drags in and nothing here runs: its web assets, perl,
+	# udev's hardware database.
+	rm -rf "$root"/usr/bin/prometheus "$root"/usr/share/prometheus "$root"/usr/share/javascript \
+		"$root"/usr/bin/perl* "$root"/usr/lib/aarch64-linux-gnu/perl* "$root"/usr/share/perl* \
+		"$root"/lib/udev/hwdb.d "$root"/usr/lib/udev/hwdb.d
 	rm -rf "${root:?}"/boot "$root"/lib/modules "$root"/usr/lib/modules "$root"/usr/share/doc \
 		"$root"/usr/share/man "$root"/usr/share/locale "$root"/var/cache/apt "$root"/var/lib/apt/lists
 	cp "$root"/usr/share/base-passwd/passwd.master "$root/etc/passwd"
