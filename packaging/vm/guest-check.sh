@@ -152,22 +152,85 @@ check policy-check "ptyreclaim policy check" quiet /usr/local/bin/ptyreclaim-cli
 
 # --- Every system call the daemon makes, counted by the kernel --------------
 # In-kernel histograms (tracefs hist triggers, nothing buffered) over the
-# processes whose comm is "ptyreclaim", the daemon's threads only: system
-# calls entered, system calls returned, and those that returned an error by
-# errno. The seccomp
-# filter of the unit refuses a call before the sys_enter tracepoint, and the
-# call still passes sys_exit with the filter's errno: so a call number with
-# more exits than entries was refused by the unit's own sandbox, whatever
-# the daemon did with the error. Armed before the first start.
+# processes whose comm is "ptyreclaim", the daemon's threads only: calls
+# entered and calls returned, per thread, and calls that returned an error,
+# by errno. The unit's seccomp filter refuses a call before the sys_enter
+# tracepoint, and the call still passes sys_exit with the filter's errno:
+# so a thread that left a call more often than it entered it was refused
+# by the unit's own sandbox, whatever the daemon did with the error. Armed
+# before the first start; a control first shows that the method sees a
+# refusal.
 T=/sys/kernel/tracing
 [ -d "$T/events" ] || mount -t tracefs tracefs "$T" || true
-trace_armed() {
+trace_arm() {
+	# (">" truncates a trigger file, which removes its triggers and their
+	# histograms: the first write starts afresh, the second on sys_exit
+	# is appended.)
 	local e=$T/events/raw_syscalls
-	echo 'hist:keys=id.syscall:vals=hitcount:size=2048 if comm == "ptyreclaim"' >"$e/sys_enter/trigger" &&
-		echo 'hist:keys=id.syscall:vals=hitcount:size=2048 if comm == "ptyreclaim"' >"$e/sys_exit/trigger" &&
-		echo 'hist:keys=id.syscall,ret:vals=hitcount:size=2048 if comm == "ptyreclaim" && ret < 0' >"$e/sys_exit/trigger"
+	echo 'hist:keys=common_pid,id.syscall:vals=hitcount:size=16384 if comm == "ptyreclaim"' >"$e/sys_enter/trigger" &&
+		echo 'hist:keys=common_pid,id.syscall:vals=hitcount:size=16384 if comm == "ptyreclaim"' >"$e/sys_exit/trigger" &&
+		echo 'hist:keys=id.syscall,ret:vals=hitcount:size=2048 if comm == "ptyreclaim" && ret < 0' >>"$e/sys_exit/trigger"
 }
-check syscall-trace "hist triggers on raw_syscalls:sys_enter and sys_exit for comm ptyreclaim" trace_armed
+# hists EVENT: each event's hist file holds its triggers' histograms, newest
+# first, each headed by "# trigger info: hist:keys=...", with lines
+# "{ common_pid: 274, id: sys_ptrace [101] } hitcount: 12" or, keyed by
+# ret (printed unsigned), "{ id: sys_read [  0], ret: 18446744073709551605 }
+# hitcount: 5". Into enter.pid, exit.pid ("TID NAME COUNT") and
+# errors.raw.hist ("NAME RET COUNT"). A call number the kernel cannot name
+# ("unknown_syscall": rt_sigreturn leaves with the number -1) is left out.
+hists() {
+	cat "$T/events/raw_syscalls/$1/hist" >&"$xfd" # the raw text, on the console log
+	awk -v out="$run/" -v ev="$1" '/^# trigger info:/ {f = (ev == "sys_enter") ? "enter.pid" : (/keys=id.syscall,ret/ ? "errors.raw.hist" : "exit.pid")}
+		/^\{ / && / id: sys_/ && f != "" {
+			name = $0; sub(/.* id: sys_/, "", name); sub(/[^a-z0-9_].*/, "", name)
+			pid = ""; if (match($0, /common_pid: *[0-9]+/)) { pid = substr($0, RSTART + 11, RLENGTH - 11); gsub(/ /, "", pid); pid = pid " " }
+			ret = ""; if (match($0, /ret: *-?[0-9]+/)) { ret = substr($0, RSTART + 5, RLENGTH - 5); gsub(/ /, "", ret); ret = ret " " }
+			c = $0; sub(/.*hitcount: */, "", c); print pid name, ret c > (out f) }' "$T/events/raw_syscalls/$1/hist"
+}
+# trace_read: enter.hist and exit.hist ("NAME COUNT", all threads),
+# errors.hist ("NAME ERRNO COUNT"), and $refused: per thread, each call it
+# left more often than it entered. Not counted: the exit of clone in the
+# new thread, and of execve (systemd's child enters it as "(ptyreclaim)");
+# their refusal would show as an EPERM of a call that no thread entered,
+# which is counted too.
+trace_read() {
+	: >"$run/enter.pid"
+	: >"$run/exit.pid"
+	: >"$run/errors.raw.hist"
+	hists sys_enter
+	hists sys_exit
+	local f
+	for f in enter exit; do
+		awk '{c[$2] += $3} END {for (n in c) print n, c[n]}' "$run/$f.pid" | sort >"$run/$f.hist"
+	done
+	# ret as the kernel means it: a signed long (bash arithmetic wraps the same way).
+	local name ret c
+	while read -r name ret c; do echo "$name $((-ret)) $c"; done <"$run/errors.raw.hist" | sort >"$run/errors.hist"
+	refused=$(awk 'FILENAME ~ /enter.pid/ {e[$1 " " $2] = $3; any[$2] = 1; next}
+		FILENAME ~ /errors/ {r[$1] = r[$1] " E" $2 "x" $3; if ($2 == 1) p[$1] = 1; next}
+		$2 != "clone" && $2 != "clone3" && $2 != "execve" && $3 > e[$1 " " $2] + 0 {n[$2] += $3 - e[$1 " " $2]; t[$2] = t[$2] " " $1}
+		END {for (c in n) printf "%s: %d calls refused, threads%s (errors:%s); ", c, n[c], t[c], r[c]
+			for (c in p) if (!(c in any)) printf "%s: EPERM, no thread entered it; ", c}' \
+		"$run/enter.pid" "$run/errors.hist" "$run/exit.pid")
+}
+# The control: taskset under a copy named ptyreclaim, in a transient unit
+# whose filter refuses sched_setaffinity with EPERM.
+control() {
+	trace_arm || return 1
+	# (/run is noexec)
+	install -m 0755 /usr/bin/taskset /usr/local/bin/ptyreclaim
+	timeout 60 systemd-run --quiet --wait --collect -p SystemCallFilter=~sched_setaffinity -p SystemCallErrorNumber=EPERM \
+		/usr/local/bin/ptyreclaim -c 0 true >/dev/null 2>&1 && return 1 # taskset must have been refused
+	rm -f /usr/local/bin/ptyreclaim
+	trace_read
+	case "$refused" in sched_setaffinity:* | *"; sched_setaffinity:"*) return 0 ;; *) return 1 ;; esac
+}
+if control; then
+	ok syscall-trace-control "a transient unit refusing sched_setaffinity: seen as refused ($refused)"
+else
+	fail syscall-trace-control "the method did not see a known refusal: refused='$refused'; enter: $(tr '\n' ' ' <"$run/enter.hist" | cut -c1-200)"
+fi
+check syscall-trace "hist triggers on raw_syscalls:sys_enter and sys_exit for comm ptyreclaim, armed afresh" trace_arm
 
 # Targets before the daemon starts: its first scan (before READY) acts on them.
 start leak root /usr/local/bin/vmleak 20 2
@@ -374,38 +437,13 @@ check no-eperm "journal of ptyreclaim.service: ${bad:-no EPERM/SIGSYS/permission
 # type=1326 is the kernel's seccomp audit record (a killed or logged call).
 k=$(journalctl -k -o cat --no-pager | grep -E 'type=1326|audit.*seccomp|seccomp.*syscall=' || true)
 check no-seccomp-audit "kernel log: ${k:-no seccomp/audit lines}" test -z "$k"
-# The histograms: each event's hist file holds its triggers' histograms,
-# newest first, each headed by "# trigger info: hist:keys=...", with lines
-# "{ id: sys_ptrace [101] } hitcount: 12" or, keyed by ret too (printed
-# unsigned), "{ id: sys_read [  0], ret: 18446744073709551605 } hitcount: 5".
-# As "NAME COUNT" (enter.hist, exit.hist) and "NAME ERRNO COUNT" (errors.hist).
-hists() {
-	cat "$T/events/raw_syscalls/$1/hist" >&"$xfd" # the raw text, on the console log
-	awk -v out="$run/" -v ev="$1" '/^# trigger info:/ {f = (ev == "sys_enter") ? "enter" : (/keys=id.syscall,ret/ ? "errors.raw" : "exit")}
-		/^\{ id: sys_/ && f != "" {
-			name = $3; sub(/^sys_/, "", name); ret = ""
-			if (match($0, /ret: *-?[0-9]+/)) { ret = substr($0, RSTART + 5, RLENGTH - 5); gsub(/ /, "", ret); ret = ret " " }
-			c = $0; sub(/.*hitcount: */, "", c); print name, ret c > (out f ".hist") }' "$T/events/raw_syscalls/$1/hist"
-}
-: >"$run/enter.hist"
-: >"$run/exit.hist"
-: >"$run/errors.raw.hist"
-hists sys_enter
-hists sys_exit
-sort -o "$run/enter.hist" "$run/enter.hist"
-sort -o "$run/exit.hist" "$run/exit.hist"
-# ret as the kernel means it: a signed long (bash arithmetic wraps the same way).
-while read -r name ret c; do echo "$name $((-ret)) $c"; done <"$run/errors.raw.hist" | sort >"$run/errors.hist"
+trace_read
 used=$(awk '{printf "%s%s(%d)", sep, $1, $2; sep=" "}' "$run/enter.hist")
 info syscalls-used "$(wc -l <"$run/enter.hist") distinct calls by the daemon: $used"
 info syscalls-errors "calls that returned an error (name errno x count): $(awk '{printf "%s E%s x%s; ", $1, $2, $3}' "$run/errors.hist")"
 for f in enter exit; do grep -h 'Dropped\|Entries' "$T/events/raw_syscalls/sys_$f/hist" | tr '\n' ' ' | sed "s/^/INFO syscalls-$f-hist: /"; echo; done
-# Per call: exits minus entries (> 0: refused before entry), with its errnos.
-# Not execve: systemd's child enters it as "(ptyreclaim)" and leaves it as
-# "ptyreclaim" (a refused execve would have failed the start, checked above).
-refused=$(awk 'FILENAME ~ /enter/ {e[$1] = $2; next} FILENAME ~ /errors/ {r[$1] = r[$1] " " $2 "x" $3; next} $1 != "execve" {x[$1] = $2}
-	END {for (c in x) if (x[c] > e[c] + 0) printf "%s: %d refused (errors:%s); ", c, x[c] - e[c], r[c]}' "$run/enter.hist" "$run/errors.hist" "$run/exit.hist")
-check syscalls-entered "the histogram saw the daemon's calls (ptrace among them)" grep -q '^ptrace ' "$run/enter.hist"
+both() { grep -q '^ptrace ' "$run/enter.hist" && grep -q '^ptrace ' "$run/exit.hist"; }
+check syscalls-counted "the histograms saw the daemon's calls enter and leave (ptrace among them)" both
 check no-syscall-refused "calls refused by the unit's filter before entry: ${refused:-none}" test -z "$refused"
 # And each call it made is in the filter systemd compiled (an allow list).
 # (The kernel calls a few of them by their internal names.)
