@@ -11,13 +11,13 @@
 #
 # Environment: PTYRECLAIM_VM_OUT (default dist/vm/amd64) for the logs,
 # PTYRECLAIM_VM_CACHE for the image cache (see image.sh),
-# PTYRECLAIM_VM_TIMEOUT (seconds for the VM run, default 900).
+# PTYRECLAIM_VM_TIMEOUT (seconds for the VM run, default 1500).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
 t0=$(date +%s)
 out=${PTYRECLAIM_VM_OUT:-$repo/dist/vm/amd64}
-limit=${PTYRECLAIM_VM_TIMEOUT:-900}
+limit=${PTYRECLAIM_VM_TIMEOUT:-1500}
 
 for tool in qemu-system-x86_64 qemu-img mmdebstrap mke2fs gcc dpkg-deb; do
 	command -v "$tool" >/dev/null || {
