@@ -23,7 +23,12 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /run
-insmod /usr/local/lib/vm-modules/overlay.ko* # the CLI tests mount an overlay
+# File systems the tests mount (an overlay, FUSE) that are modules here.
+for ko in /usr/local/lib/vm-modules/*.ko*; do
+	[ -e "$ko" ] && insmod "$ko"
+done
+# The mode udev would give /dev/fuse: users mount FUSE through fusermount3.
+chmod 0666 /dev/fuse
 chmod 1777 /tmp
 hostname vm
 ip link set lo up # the daemon tests serve metrics on 127.0.0.1

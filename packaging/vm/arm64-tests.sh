@@ -86,6 +86,7 @@ for c in "$work"/csrc/*.c reclaim/inject/testdata/*.c; do
 	# from the image (see image.sh).
 	uvloop) libs=(-I"$image/sysroot/include" -L"$image/sysroot/lib" -luv) ;;
 	evloop) libs=(-I"$image/sysroot/include" -L"$image/sysroot/lib" -lev -lm) ;;
+	hostilefs) libs=(-I"$image/sysroot/include/fuse3" -L"$image/sysroot/lib" -lfuse3) ;;
 	esac
 	"${cc[@]}" -o "$t/prebuilt/$n" "$c" "${libs[@]}"
 done

@@ -87,24 +87,35 @@ else
 	# here. The kernel is taken out of the tree; its modules are dropped (the
 	# tests need only built-in drivers: devtmpfs, devpts, the PL011 console).
 	timeout 1500 mmdebstrap --mode=root --variant=extract --architectures=arm64 \
-		--include=base-files,base-passwd,bash,coreutils,dash,diffutils,findutils,grep,gzip,hostname,libc-bin,sed,tar,util-linux,mount,passwd,login,procps,iproute2,python3,linux-image-arm64,libuv1-dev,libev-dev,kmod,prometheus,prometheus-node-exporter,strace \
+		--include=base-files,base-passwd,bash,coreutils,dash,diffutils,findutils,grep,gzip,hostname,libc-bin,sed,tar,util-linux,mount,passwd,login,procps,iproute2,python3,linux-image-arm64,libuv1-dev,libev-dev,libfuse3-dev,fuse3,kmod,prometheus,prometheus-node-exporter,strace \
 		"$suite" "$root" "$mirror"
 	cp "$root"/boot/vmlinuz-* "$work/vmlinuz"
-	# The event-loop targets (inject's uvloop.c, evloop.c) link libuv and
-	# libev statically: their arm64 headers and archives, for the cross
-	# compiler on the host (sysroot/include, sysroot/lib).
+	# Targets that link libraries statically (inject's uvloop.c and
+	# evloop.c: libuv, libev; testproc's hostile FUSE server: libfuse3):
+	# their arm64 headers and archives, for the cross compiler on the host
+	# (sysroot/include, sysroot/lib).
 	mkdir -p "$work/sysroot/include" "$work/sysroot/lib"
-	cp -r "$root"/usr/include/uv.h "$root"/usr/include/uv "$root"/usr/include/ev.h "$work/sysroot/include/"
+	cp -r "$root"/usr/include/uv.h "$root"/usr/include/uv "$root"/usr/include/ev.h "$root"/usr/include/fuse3 "$work/sysroot/include/"
 	cp "$root"/usr/lib/aarch64-linux-gnu/libuv_a.a "$work/sysroot/lib/libuv.a"
 	cp "$root"/usr/lib/aarch64-linux-gnu/libev.a "$work/sysroot/lib/libev.a"
+	cp "$root"/usr/lib/aarch64-linux-gnu/libfuse3.a "$work/sysroot/lib/libfuse3.a"
 	rm -rf "${root:?}"/usr/include
-	# The one module the tests need (the CLI tests mount an overlay over
-	# /etc); /init loads it with kmod's insmod. Of prometheus only promtool
+	# The file systems the tests mount that this kernel builds as modules
+	# (the CLI tests mount an overlay over /etc, and a FUSE server): kept,
+	# and loaded by /init with kmod's insmod. Of prometheus only promtool
 	# is used (the textfile and metrics tests), not the 100 MB server.
-	ko=$(find "$root"/lib/modules "$root"/usr/lib/modules -name 'overlay.ko*' 2>/dev/null | head -n 1 || true)
-	[ -n "$ko" ] || { echo "image.sh: no overlay module in linux-image-arm64" >&2; exit 1; }
 	mkdir -p "$root/usr/local/lib/vm-modules"
-	cp "$ko" "$root/usr/local/lib/vm-modules/"
+	for m in OVERLAY_FS:overlay FUSE_FS:fuse; do
+		case "$(grep "^CONFIG_${m%%:*}=" "$root"/boot/config-*)" in
+		*=y) ;;
+		*=m)
+			ko=$(find "$root"/lib/modules "$root"/usr/lib/modules -name "${m#*:}.ko*" 2>/dev/null | head -n 1 || true)
+			[ -n "$ko" ] || { echo "image.sh: no ${m#*:} module in linux-image-arm64" >&2; exit 1; }
+			cp "$ko" "$root/usr/local/lib/vm-modules/"
+			;;
+		*) echo "image.sh: linux-image-arm64 has no CONFIG_${m%%:*}" >&2; exit 1 ;;
+		esac
+	done
 	# What prometheus drags in and nothing here runs: its web assets, perl,
 	# udev's hardware database.
 	rm -rf "$root"/usr/bin/prometheus "$root"/usr/share/prometheus "$root"/usr/share/javascript \
@@ -112,6 +123,8 @@ else
 		"$root"/lib/udev/hwdb.d "$root"/usr/lib/udev/hwdb.d
 	rm -rf "${root:?}"/boot "$root"/lib/modules "$root"/usr/lib/modules "$root"/usr/share/doc \
 		"$root"/usr/share/man "$root"/usr/share/locale "$root"/var/cache/apt "$root"/var/lib/apt/lists
+	# What fuse3's maintainer script would do: users mount through it.
+	chmod 4755 "$root"/bin/fusermount3
 	cp "$root"/usr/share/base-passwd/passwd.master "$root/etc/passwd"
 	cp "$root"/usr/share/base-passwd/group.master "$root/etc/group"
 	cut -d: -f1 "$root/etc/passwd" | sed 's/$/:*:19000:0:99999:7:::/' >"$root/etc/shadow"

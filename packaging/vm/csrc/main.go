@@ -40,6 +40,10 @@ func main() {
 	}
 }
 
+// testprocOwn are the programs testproc builds by itself (not through
+// BuildC), by name, with their source constants: StartHostileFUSE's server.
+var testprocOwn = map[string]string{"hostilefs": "hostileFUSESrc"}
+
 // source is where a program's C text is: a string constant in a directory.
 type source struct{ dir, name string }
 
@@ -65,6 +69,10 @@ func run(root, out string) error {
 	}
 	if len(uses) == 0 {
 		return fmt.Errorf("no testproc.BuildC calls found under %s", root)
+	}
+	// Programs testproc builds itself, with other flags than BuildC's.
+	for name, c := range testprocOwn {
+		uses[name] = source{testproc, c}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
