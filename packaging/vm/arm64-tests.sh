@@ -13,7 +13,8 @@
 # Environment: PTYRECLAIM_VM_OUT (default dist/vm/arm64) for the logs,
 # PTYRECLAIM_VM_CACHE for the image cache (see image.sh),
 # PTYRECLAIM_ARM64_CPU (default cortex-a57), PTYRECLAIM_VM_TIMEOUT (seconds
-# for the whole VM run, default 3000).
+# for the whole VM run, default 3000), PTYRECLAIM_ARM64_RUN (a -test.run
+# pattern, to run only some tests while working on them; .ci/run sets none).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
@@ -97,6 +98,7 @@ printf 'module gotarget\n\ngo 1.22\n' >"$gosrc/go.mod"
 (cd "$gosrc" && GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOARCH=arm64 go build -o "$t/prebuilt/gotarget" .)
 CGO_ENABLED=0 GOARCH=arm64 go build -trimpath -o "$t/prebuilt/ptyreclaim" ./cmd/ptyreclaim
 CGO_ENABLED=0 GOARCH=arm64 go build -trimpath -o "$t/prebuilt/shim" ./reclaim/cli/testdata/shim
+if [ -n "${PTYRECLAIM_ARM64_RUN:-}" ]; then printf '%s\n' "$PTYRECLAIM_ARM64_RUN" >"$t/tests/run-pattern"; fi
 chmod -R a+rX "$t"
 cp packaging/vm/arm64-init.sh "$work/tree/init"
 chmod 0755 "$work/tree/init"
