@@ -26,7 +26,8 @@ for tool in gcc gdb python3 go git; do
 	command -v "$tool" >/dev/null || { echo "release.sh: needs $tool (apt-get install gdb gcc python3 git)" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "release.sh: run as root" >&2; exit 2; }
-ulimit -n 65536
+# 4,000 masters and their copies need more than the usual 1,024 fds.
+ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
 # The policy must sit in a root-owned directory chain: /run, not /tmp.
 pol=$(mktemp -d /run/ptyreclaim-bench.XXXXXX)

@@ -30,7 +30,7 @@ import (
 // enginePoints are the named points of a crash-safe release, in order.
 var enginePoints = []string{
 	"frozen", "saved", "mmap-entry", "mmap-exit", "mprotect-entry", "mprotect-exit",
-	"routine-started", "paused", "flipped", "resumed", "verify", "final",
+	"routine-started", "paused", "flipped", "resumed", "removed", "verify", "final",
 	"munmap-entry", "munmap-exit", "sigreturn-entry", "sigreturn-exit", "restored", "detached-one",
 }
 

@@ -19,9 +19,12 @@ package inject
 //     epoll instances and pauses; the tracer plans phase B from that and
 //     the verdicts, writes it and flips one jump to it (a kill before the
 //     flip runs the cleanup instead: nothing released); phase B makes the
-//     replacements, moves epoll registrations, dup3s or closes each fd
-//     and pauses for the tracer's checks; then temporary fds are closed,
-//     and the end op unmaps the routine and returns through the frame.
+//     replacements and removes the old files' epoll registrations, pauses
+//     (a failed removal says a registration is another file's, sorted out
+//     before any fd is touched), dup3s or closes each fd, registers the
+//     replacements and pauses for the tracer's checks; then temporary fds
+//     are closed, and the end op unmaps the routine and returns through
+//     the frame.
 //     A pause waits for the tracer a while (pselect6); a dead tracer never
 //     comes, and the routine goes on by itself.
 //
@@ -39,6 +42,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -505,7 +510,9 @@ type engine struct {
 	finalA        int
 	tabB          opTable
 	opsCapB       int
+	pauseD        int
 	pauseV, final int
+	byID          map[fileID][]*group
 	plan          []*engGroup
 	repls         []*engRepl
 }
@@ -530,8 +537,11 @@ type engGroup struct {
 	g          *group
 	repl       *engRepl
 	dels, adds []int
-	acts       []int // dup3 or close, one per fd
-	fallback   []int // devnull: close if /dev/null could not be opened
+	// gate is the op whose success lets the group's fds be acted on: its
+	// last epoll removal, or its replacement (-1: none).
+	gate     int
+	acts     []int // dup3 or close, one per fd
+	fallback []int // devnull: close if /dev/null could not be opened
 }
 
 // planEngine decides, writing nothing, whether the crash-safe engine can
@@ -650,6 +660,19 @@ func (e *engine) checkFilters() string {
 func (e *engine) run(fds []int, v *verification) (handled bool, err error) {
 	r := e.r
 	pid := r.t.PID
+	e.stage("planned")
+	// Nothing is written unless some fd passed its checks (they come in
+	// order; the first is usually there at once).
+	some := false
+	for _, g := range r.groups {
+		if r.settleVerdicts(g, v) {
+			some = true
+			break
+		}
+	}
+	if !some {
+		return true, nil
+	}
 	if err := writeMem(pid, memPiece{e.frameAt, e.arch.frame}); err != nil {
 		r.rep.CrashSafe, r.rep.CrashSafeReason = false, fmt.Sprintf("cannot write the restore frame: %v", err)
 		return false, nil
@@ -667,6 +690,9 @@ func (e *engine) run(fds []int, v *verification) (handled bool, err error) {
 	if errors.As(err, &fb) {
 		if rerr := e.restoreDirect(); rerr != nil {
 			return true, e.report(rerr)
+		}
+		if r.rep.Restore == RestoreNotDone {
+			r.rep.Restore = RestoreDone
 		}
 		r.rep.CrashSafe, r.rep.CrashSafeReason = false, fb.reason
 		r.rep.Notes = append(r.rep.Notes, "crash-safe engine not used: "+fb.reason)
@@ -712,6 +738,14 @@ func (e *engine) report(err error) error {
 		return nil
 	}
 	return fmt.Errorf("pid %d: %v; restored it", r.t.PID, err)
+}
+
+// stage logs how far into the freeze a step ended, to see where the
+// freeze goes.
+func (e *engine) stage(name string) {
+	if ce := e.r.log.Check(zap.DebugLevel, "engine stage"); ce != nil {
+		ce.Write(zap.String("stage", name), zap.Duration("since_frozen", time.Since(e.r.tr.firstStop)))
+	}
 }
 
 // chain runs one system call through the target's "syscall; ret" with the
@@ -778,9 +812,16 @@ func (e *engine) release(fds []int, v *verification) error {
 	pid := r.t.PID
 	opsB, size := scratchSize(len(fds), e.fdsize)
 	// Probing every fd number below FDSize is one cheap call each in the
-	// target; a huge sparse table is probed by the open numbers only.
+	// target; a big sparse table is probed by the open numbers only
+	// (listing them costs about a microsecond each). Since Linux 6.2 the
+	// size of /proc/PID/fd is the number of open fds.
 	var list []int32
-	if e.fdsize <= 1<<16 {
+	open := int64(0)
+	var st unix.Stat_t
+	if unix.Stat(procPath(pid, "fd"), &st) == nil {
+		open = st.Size
+	}
+	if e.fdsize <= 4096 || open > int64(e.fdsize)/8 || open == 0 && e.fdsize <= 1<<14 {
 		list = make([]int32, e.fdsize)
 		for i := range list {
 			list[i] = int32(i)
@@ -858,10 +899,12 @@ func (e *engine) release(fds []int, v *verification) error {
 	}
 	r.lastCall = "routine (phase A)"
 	r.hook("routine-started")
+	e.stage("routine started")
 	if err := e.waitPause(t.addr(e.pauseA)); err != nil {
 		return e.abortRoutine(err)
 	}
 	r.hook("paused")
+	e.stage("phase A done")
 
 	// At pause A, stopped: what the probe found.
 	resA := make([]byte, t.size())
@@ -894,11 +937,13 @@ func (e *engine) release(fds []int, v *verification) error {
 	if err != nil {
 		return e.abortRoutine(err)
 	}
-	r.assignEpoll(sets)
+	e.assignEpoll(sets)
+	e.stage("epoll registrations read")
 
 	if err := e.planB(v, &dataB); err != nil {
 		return e.abortRoutine(err)
 	}
+	e.stage("phase B planned")
 	if len(e.plan) > 0 {
 		if err := writeMem(pid, memPiece{e.tabB.base, e.tabB.encode()}); err != nil {
 			return e.abortRoutine(fmt.Errorf("writing phase B: %v", err))
@@ -923,13 +968,30 @@ func (e *engine) release(fds []int, v *verification) error {
 		return e.finalRestore()
 	}
 	r.lastCall = "routine (phase B)"
+	if err := e.waitPause(e.tabB.addr(e.pauseD)); err != nil {
+		return e.abortRoutine(err)
+	}
+	r.hook("removed")
+	if why, err := e.removalsFailed(); err != nil {
+		return e.abortRoutine(err)
+	} else if why != "" {
+		if err := e.abortRoutine(nil); err != nil {
+			return err
+		}
+		return &fallback{why + "; call by call"}
+	}
+	if err := e.resumePause(); err != nil {
+		return e.abortRoutine(err)
+	}
 	if err := e.waitPause(e.tabB.addr(e.pauseV)); err != nil {
 		return e.abortRoutine(err)
 	}
 	r.hook("verify")
+	e.stage("phase B done")
 	if err := e.judgeB(); err != nil {
 		return e.abortRoutine(err)
 	}
+	e.stage("checked")
 	if err := e.resumePause(); err != nil {
 		return e.abortRoutine(err)
 	}
@@ -937,7 +999,10 @@ func (e *engine) release(fds []int, v *verification) error {
 		return e.abortRoutine(err)
 	}
 	r.hook("final")
-	return e.finalRestore()
+	e.stage("cleaned up")
+	err = e.finalRestore()
+	e.stage("restored")
+	return err
 }
 
 // planB builds phase B from the groups that passed their checks, the same
@@ -945,8 +1010,10 @@ func (e *engine) release(fds []int, v *verification) error {
 // hang-up; one replacement per method and O_NONBLOCK; the old file's epoll
 // registrations removed first and made again for the replacement (or the
 // old file, if its fds could not be replaced) with the same events and
-// data; close-on-exec of every fd kept. Unlike that path, a target out of
-// fds falls back to close for every devnull group of the release.
+// data; close-on-exec of every fd kept. Phase B pauses once after the
+// removals (pause D), before any fd is touched: see removalsFailed. Unlike
+// the call-by-call path, a target out of fds falls back to close for every
+// devnull group of the release.
 func (e *engine) planB(v *verification, data *arena) error {
 	r := e.r
 	a := hostABI
@@ -955,6 +1022,16 @@ func (e *engine) planB(v *verification, data *arena) error {
 	checkedDevnull := false
 	repls := map[replKey]*engRepl{}
 	var pieces []memPiece
+	guard := func(o rop, after int, flag uint16) rop {
+		if after >= 0 {
+			o.flags |= flag
+			o.guard = t.result(after)
+		}
+		return o
+	}
+	// Every verdict is needed now: take a share of the checks.
+	v.help()
+	// Part 1: the replacements, then every group's epoll removals.
 	for _, g := range r.groups {
 		if !r.settleVerdicts(g, v) {
 			continue
@@ -962,7 +1039,7 @@ func (e *engine) planB(v *verification, data *arena) error {
 		// Room for this group's ops and data, and for the tail of the
 		// table; the mapping was sized before the registrations were
 		// known.
-		if len(t.ops)+4+2*len(g.fds)+2*len(g.regs)+16 > e.opsCapB || data.end-data.next < uint64(64+16*len(g.regs)) {
+		if len(t.ops)+6+3*len(g.fds)+2*len(g.regs)+16 > e.opsCapB || data.end-data.next < uint64(64+16*len(g.regs)) {
 			for _, fd := range g.fds {
 				r.skip(fd, "too many epoll registrations for one release; try again")
 			}
@@ -1020,30 +1097,35 @@ func (e *engine) planB(v *verification, data *arena) error {
 			}
 			eg.repl = rp
 		}
-		guard := func(o rop, after int) rop {
-			if after >= 0 {
-				o.flags |= flagIfOK
-				o.guard = t.result(after)
-			}
-			return o
-		}
 		prev := -1
 		if eg.repl != nil {
 			prev = eg.repl.ready
 		}
 		for _, reg := range g.regs {
-			i := t.add(guard(rop{nr: uint32(a.epollCtl), args: [6]uint64{uint64(reg.efd), epollCtlDel, uint64(reg.tfd)}}, prev))
+			i := t.add(guard(rop{nr: uint32(a.epollCtl), args: [6]uint64{uint64(reg.efd), epollCtlDel, uint64(reg.tfd)}}, prev, flagIfOK))
 			eg.dels = append(eg.dels, i)
 			prev = i
 		}
+		eg.gate = prev
+		e.plan = append(e.plan, eg)
+	}
+	if len(e.plan) == 0 {
+		t.ops = nil
+		return nil
+	}
+	e.pauseD = t.add(rop{op: opPause})
+	// Part 2: the fds, then the registrations made again.
+	for _, eg := range e.plan {
+		g := eg.g
 		for _, fd := range g.fds {
 			if g.method == MethodClose {
-				eg.acts = append(eg.acts, t.add(guard(rop{nr: uint32(a.close), args: [6]uint64{uint64(fd)}}, prev)))
+				eg.acts = append(eg.acts, t.add(guard(rop{nr: uint32(a.close), args: [6]uint64{uint64(fd)}}, eg.gate, flagIfOK)))
 				continue
 			}
 			eg.acts = append(eg.acts, t.add(guard(rop{nr: uint32(a.dup3), flags: indirect(0) | flagCloexec,
-				args: [6]uint64{eg.repl.tmpAddr, uint64(fd)}}, prev)))
+				args: [6]uint64{eg.repl.tmpAddr, uint64(fd)}}, eg.gate, flagIfOK)))
 			if g.method == MethodDevNull && len(g.regs) == 0 {
+				// Without /dev/null the fds are closed instead.
 				eg.fallback = append(eg.fallback, t.add(rop{nr: uint32(a.close), flags: flagIfFailed,
 					guard: t.result(eg.repl.ready), args: [6]uint64{uint64(fd)}}))
 			}
@@ -1059,11 +1141,6 @@ func (e *engine) planB(v *verification, data *arena) error {
 			eg.adds = append(eg.adds, t.add(rop{nr: uint32(a.epollCtl), flags: flagIfOK | flagCleanup, guard: t.result(eg.dels[i]),
 				args: [6]uint64{uint64(reg.efd), epollCtlAdd, uint64(reg.tfd), ev}}))
 		}
-		e.plan = append(e.plan, eg)
-	}
-	if len(e.plan) == 0 {
-		t.ops = nil
-		return nil
 	}
 	e.pauseV = t.add(rop{op: opPause})
 	for _, rp := range e.repls {
@@ -1076,6 +1153,146 @@ func (e *engine) planB(v *verification, data *arena) error {
 		return fmt.Errorf("phase B needs %d ops, more than the scratch mapping holds", len(t.ops))
 	}
 	return writeMem(r.t.PID, pieces...)
+}
+
+// noteFileIDs records, before the freeze, each group's file device and
+// inode from our copy (a copy's file never changes).
+func (r *run) noteFileIDs() {
+	for _, g := range r.groups {
+		var st unix.Stat_t
+		if unix.Fstat(r.copies[g.fds[0]], &st) == nil {
+			g.id = fileID{dev: kernelDev(st.Dev), ino: st.Ino}
+		}
+	}
+}
+
+// kernelDev turns a stat st_dev into the kernel's encoding, which epoll's
+// fdinfo prints as sdev.
+func kernelDev(dev uint64) uint64 {
+	return uint64(unix.Major(dev))<<20 | uint64(unix.Minor(dev))
+}
+
+// assignEpoll gives each group the registrations of its old file, like
+// run.assignEpoll but without a kcmp per registration (KCMP_EPOLL_TFD walks
+// the whole epoll set in the kernel: quadratic for big sets). A
+// registration under one of the group's numbers with the file's device and
+// inode is taken as the group's; the routine's own EPOLL_CTL_DEL of (the
+// file at that number, that number) then proves it, before any fd is
+// touched (pause D). Registrations under other numbers that may be one of
+// the groups' files are identified exactly, by kcmp and a binary search
+// over the groups in kcmp's order.
+func (e *engine) assignEpoll(sets map[int][]epollReg) {
+	r := e.r
+	byFD := map[int]*group{}
+	for _, g := range r.groups {
+		for _, fd := range g.fds {
+			byFD[fd] = g
+		}
+	}
+	efds := make([]int, 0, len(sets))
+	for efd := range sets {
+		efds = append(efds, efd)
+	}
+	sort.Ints(efds)
+	for _, efd := range efds {
+		count := map[int]int{}
+		for _, reg := range sets[efd] {
+			count[reg.tfd]++
+		}
+		toff := map[int]int{}
+		for _, reg := range sets[efd] {
+			off := toff[reg.tfd]
+			toff[reg.tfd]++
+			id := fileID{reg.sdev, reg.ino}
+			if g := byFD[reg.tfd]; g != nil && g.id == id && g.id.ino != 0 {
+				if count[reg.tfd] > 1 {
+					g.skip = fmt.Sprintf("registered twice in epoll fd %d under fd %d", efd, reg.tfd)
+				}
+				g.regs = append(g.regs, reg)
+				continue
+			}
+			if h := e.ownerOf(id, efd, reg.tfd, off); h != nil {
+				h.skip = fmt.Sprintf("registered in epoll fd %d under fd %d, which no longer names it: the registration cannot be moved", efd, reg.tfd)
+			}
+		}
+	}
+	for _, g := range r.groups {
+		if len(g.regs) > 0 && !g.method.Pollable() && g.skip == "" && refuseUnpollable {
+			g.skip = fmt.Sprintf("registered in epoll fd %d: method %s cannot be polled, its event loop would fail (use hangup or quiet)", g.regs[0].efd, g.method)
+		}
+	}
+}
+
+// ownerOf returns the group whose file is registered in epoll fd efd under
+// tfd (the toff-th such entry), if any: only groups with the entry's device
+// and inode can be, and kcmp orders files, so a binary search finds it.
+func (e *engine) ownerOf(id fileID, efd, tfd, toff int) *group {
+	if e.byID == nil {
+		// Built the first time it is needed: most sets hold no file
+		// that could be ours under another number.
+		e.byID = map[fileID][]*group{}
+		for _, g := range e.r.groups {
+			if g.id.ino != 0 {
+				e.byID[g.id] = append(e.byID[g.id], g)
+			}
+		}
+		for _, gs := range e.byID {
+			sort.Slice(gs, func(i, j int) bool { return gs[i].rank < gs[j].rank })
+		}
+	}
+	gs := e.byID[id]
+	lo, hi := 0, len(gs)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		c, ok := e.r.epollCmp(e.r.copies[gs[mid].fds[0]], efd, tfd, toff)
+		switch {
+		case !ok:
+			return nil
+		case c == 0:
+			return gs[mid]
+		case c == 1: // ours is before the registered file
+			lo = mid + 1
+		default:
+			hi = mid
+		}
+	}
+	return nil
+}
+
+// epollCmp is kcmp(KCMP_EPOLL_TFD) of our fd ours and the file registered
+// in the target's epoll fd efd under tfd: 0 same, 1 ours first, 2 after.
+func (r *run) epollCmp(ours, efd, tfd, toff int) (int, bool) {
+	slot := struct{ efd, tfd, toff uint32 }{uint32(efd), uint32(tfd), uint32(toff)}
+	res, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(os.Getpid()), uintptr(r.t.PID), kcmpEpollTFD,
+		uintptr(ours), uintptr(unsafe.Pointer(&slot)), 0)
+	runtime.KeepAlive(&slot)
+	return int(res), errno == 0
+}
+
+// removalsFailed runs at pause D: an epoll removal that failed with
+// ENOENT says the registration under that number is another file's (the
+// program reused the number without EPOLL_CTL_DEL), which may be one of the
+// other groups' files, about to be released with its registration left
+// behind. That rare case is left to the call-by-call path, which checks
+// every registration with kcmp: the routine is aborted (it makes the
+// removed registrations again) and nothing is released.
+func (e *engine) removalsFailed() (string, error) {
+	r := e.r
+	t := &e.tabB
+	raw := make([]byte, t.size())
+	if err := readMem(r.t.PID, t.base, raw); err != nil {
+		return "", fmt.Errorf("reading the routine's results: %v", err)
+	}
+	res := decodeResults(raw, len(t.ops))
+	for _, eg := range e.plan {
+		for i, d := range eg.dels {
+			if res[d] != resSkipped && errnoOf(res[d]) == int(unix.ENOENT) {
+				reg := eg.g.regs[i]
+				return fmt.Sprintf("the registration in epoll fd %d under fd %d is not that fd's file", reg.efd, reg.tfd), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // judgeB reads phase B's outcome at its first pause (the temporary fds
@@ -1118,6 +1335,12 @@ func (e *engine) judgeB() error {
 			continue
 		}
 		rp.repl.copy = c
+		if rp.key.m.Pollable() {
+			var st unix.Stat_t
+			if unix.Fstat(c, &st) == nil {
+				rp.repl.id = fileID{kernelDev(st.Dev), st.Ino}
+			}
+		}
 		rp.repl.link, _ = os.Readlink(procPath(pid, "fd/"+strconv.Itoa(tmp)))
 		if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "pipe:", MethodQuiet: "socket:"}[rp.key.m]; !strings.HasPrefix(rp.repl.link, want) {
 			rp.failed = fmt.Sprintf("the new fd %d is %q, not a %s replacement", tmp, rp.repl.link, rp.key.m)
@@ -1331,7 +1554,7 @@ func (e *engine) waitPause(want uint64) error {
 func (e *engine) isLater(d, want uint64) bool {
 	order := []uint64{e.tabA.addr(e.pauseA)}
 	if len(e.tabB.ops) > 0 {
-		order = append(order, e.tabB.addr(e.pauseV), e.tabB.addr(e.final))
+		order = append(order, e.tabB.addr(e.pauseD), e.tabB.addr(e.pauseV), e.tabB.addr(e.final))
 	}
 	order = append(order, e.tabA.addr(e.finalA), doneEnd)
 	wi, di := -1, -1
@@ -1580,7 +1803,10 @@ func (e *engine) restoreDirect() error {
 		return errGone
 	}
 	if !r.resumed {
-		r.rep.Restore = RestoreUntouched
+		// No register was changed (or the frame already restored them).
+		if r.rep.Restore == RestoreNotDone {
+			r.rep.Restore = RestoreUntouched
+		}
 		return nil
 	}
 	if e.scratch != 0 {

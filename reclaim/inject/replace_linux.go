@@ -37,7 +37,15 @@ type group struct {
 	// deleted: the old registrations were removed; added: the replacement's
 	// were made (both count calls that returned success).
 	deleted, added int
+	// rank is the open file's place in kcmp's order of all the groups'
+	// files; id is its device (kernel encoding) and inode, as epoll fdinfo
+	// lists them (set for the crash-safe engine, before the freeze).
+	rank int
+	id   fileID
 }
+
+// fileID is a file's device and inode as epoll's fdinfo shows them.
+type fileID struct{ dev, ino uint64 }
 
 // replacement is one object created in the target for one method: every
 // group with that method (and the same O_NONBLOCK) shares it.
@@ -48,6 +56,11 @@ type replacement struct {
 	peer     int // quiet: the socket's other end, kept in the target
 	copy     int // our pidfd_getfd copy, for kcmp after the calls
 	link     string
+	// id, when set, is the replacement's device and inode: a fresh pipe
+	// (its write end closed) or socket, so no other open file has it, and
+	// epoll's fdinfo proves a registration is the replacement's without a
+	// kcmp (whose kernel side walks the whole epoll set).
+	id fileID
 }
 
 // groupByFile groups fds by open file, on our reference copies, before the
@@ -76,7 +89,7 @@ func (r *run) groupByFile(fds []int) []*group {
 			g.idx = append(g.idx, pos[fd])
 			continue
 		}
-		out = append(out, &group{method: r.result(fd).Method, fds: []int{fd}, idx: []int{pos[fd]}})
+		out = append(out, &group{method: r.result(fd).Method, fds: []int{fd}, idx: []int{pos[fd]}, rank: len(out)})
 	}
 	for _, g := range out {
 		sort.Sort(&byIdx{g})
@@ -387,6 +400,17 @@ func (r *run) verifyAfter(acted []*group) {
 		}()
 	}
 	wg.Wait()
+	// Registrations by epoll fd and number, and each replacement's
+	// behaviour, looked up once: groups are many, replacements few.
+	type slotKey struct{ efd, tfd int }
+	afterBy := map[slotKey][]epollReg{}
+	for efd, regs := range after {
+		for _, e := range regs {
+			k := slotKey{efd, e.tfd}
+			afterBy[k] = append(afterBy[k], e)
+		}
+	}
+	behaviour := map[*replacement]string{}
 	next := 0
 	for _, g := range acted {
 		var problems []string
@@ -397,7 +421,12 @@ func (r *run) verifyAfter(acted []*group) {
 			next++
 		}
 		if g.repl != nil && g.repl.copy >= 0 {
-			if p := g.repl.misbehaves(); p != "" {
+			p, ok := behaviour[g.repl]
+			if !ok {
+				p = g.repl.misbehaves()
+				behaviour[g.repl] = p
+			}
+			if p != "" {
 				problems = append(problems, p)
 			}
 		}
@@ -405,8 +434,14 @@ func (r *run) verifyAfter(acted []*group) {
 		for _, want := range g.regs {
 			found, old := false, false
 			toff := 0
-			for _, e := range after[want.efd] {
-				if e.tfd != want.tfd {
+			for _, e := range afterBy[slotKey{want.efd, want.tfd}] {
+				if g.repl != nil && g.repl.copy >= 0 && g.repl.id.ino != 0 {
+					if (fileID{e.sdev, e.ino}) == g.repl.id && e.data == want.data && e.events&^epollWakeup == want.events&^epollWakeup {
+						found = true
+					} else {
+						old = true // the PTY, or anything else, still under this number
+					}
+					toff++
 					continue
 				}
 				if r.epollHas(r.copies[g.fds[0]], want.efd, e.tfd, toff) {
