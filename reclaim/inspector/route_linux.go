@@ -371,11 +371,20 @@ func exchange(addr string, fds []int, deadline time.Time) ([]Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.ws.close()
 	outcomes, relErr := s.releaseFDs(fds)
-	if err := s.closeInspector(); err != nil && relErr == nil {
-		relErr = err
+	if err := s.closeInspector(); err != nil {
+		// The target will not close its inspector: say goodbye ourselves.
+		s.ws.close()
+		if relErr == nil {
+			relErr = err
+		}
+		return outcomes, relErr
 	}
+	// The target closes the connection as its inspector goes.
+	if err := s.ws.awaitServerClose(); err != nil && relErr == nil {
+		relErr = fmt.Errorf("inspector: waiting for the target to close: %w", err)
+	}
+	s.ws.c.Close()
 	return outcomes, relErr
 }
 

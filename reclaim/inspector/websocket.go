@@ -197,6 +197,39 @@ func (w *wsConn) readMessage() ([]byte, error) {
 	}
 }
 
+// awaitServerClose waits, reading and dropping whatever comes, for the
+// server to close the connection: a close frame (answered as RFC 6455
+// 5.5.1 asks) or the end of the stream. The inspector is closed from
+// inside the target while this session is still connected; closing from
+// our side at the same time races Node's own teardown of the connection
+// (seen on Node 20: a SIGSEGV in the inspector's I/O thread, which kills
+// the program), so the client never closes first on this path.
+func (w *wsConn) awaitServerClose() error {
+	for {
+		f, err := readFrame(w.r, maxMessage)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch f.op {
+		case opPing:
+			if err := w.send(opPong, f.payload); err != nil {
+				return err
+			}
+		case opClose:
+			_ = w.send(opClose, f.payload)
+			// The server closes TCP once it has our answer.
+			for {
+				if _, err := readFrame(w.r, maxMessage); err != nil {
+					return nil
+				}
+			}
+		}
+	}
+}
+
 // close says goodbye and closes the connection.
 func (w *wsConn) close() error {
 	_ = w.send(opClose, []byte{0x03, 0xe8}) // 1000: normal closure
