@@ -108,7 +108,9 @@ func (a *nodeApp) get(t *testing.T) int {
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(a.ready["port"].(float64))) + "/")
 	if err != nil {
 		var evs []map[string]any
-		for ev := range a.events { evs = append(evs, ev) }
+		for ev := range a.events {
+			evs = append(evs, ev)
+		}
 		t.Fatalf("the app stopped serving: %v; events %v", err, evs)
 	}
 	defer resp.Body.Close()
