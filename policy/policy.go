@@ -56,6 +56,19 @@ const (
 
 	OrphansKill   = "kill"
 	OrphansReport = "report"
+
+	// RuntimeInspector lets an allow rule release the leaked PTYs of a
+	// Node.js or Electron holder through the program's own inspector
+	// (reclaim/inspector), opened by SIGUSR1 for one exchange.
+	RuntimeInspector = "inspector"
+
+	// OtherUsersRefuse and OtherUsersAllow are the values of
+	// inspector_with_other_users: whether the inspector route may run
+	// while users other than the holder's are logged in. The inspector is
+	// an unauthenticated code-execution endpoint on 127.0.0.1 while it is
+	// open, reachable by every local user.
+	OtherUsersRefuse = "refuse"
+	OtherUsersAllow  = "allow"
 )
 
 // SupportedVersion is the only policy file version this build understands.
@@ -71,6 +84,9 @@ type Policy struct {
 	Pressure    Pressure
 	Holders     Holders
 	SelfService bool
+	// InspectorWithOtherUsers is OtherUsersRefuse (the default) or
+	// OtherUsersAllow.
+	InspectorWithOtherUsers string
 	// Allow rules are tried in order; the first match applies.
 	Allow []Rule
 	// Deny rules win over allow rules; they only use the matcher fields.
@@ -142,6 +158,9 @@ type Rule struct {
 	// WatchedMethod overrides Defaults.WatchedMethod for the processes the
 	// rule allows; "" keeps the default.
 	WatchedMethod Method
+	// Runtime is RuntimeInspector when the rule opts its Node.js and
+	// Electron holders into the inspector route; "" when it does not.
+	Runtime string
 	// Line is the rule's line in the file, 0 when unknown.
 	Line int
 }
@@ -218,8 +237,9 @@ func Default() *Policy {
 			WarnAt:    50,
 			ReclaimAt: 200,
 		},
-		SelfService: false,
-		Source:      BuiltinSource,
+		SelfService:             false,
+		InspectorWithOtherUsers: OtherUsersRefuse,
+		Source:                  BuiltinSource,
 	}
 	return p
 }
