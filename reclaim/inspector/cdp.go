@@ -185,14 +185,26 @@ func builtin(name string) string {
 
 // releaseFunction runs inside the target on the array of every net.Socket
 // in its heap (tty.ReadStream, node-pty's sockets and pipes derive from it).
-// For each planned fd it destroys the sockets whose libuv handle owns the
-// fd, so the program's own close handlers run as on a real hang-up; an fd
-// no socket owns is closed. It returns one outcome per fd.
-const releaseFunction = `function (fds) {
+// For each planned fd it first asks the program's own fstat whether the fd
+// is still the file the plan saw (want: dev and rdev, low 32 bits, and
+// ino, as decimal strings); then it destroys the sockets whose libuv handle
+// owns the fd, so the program's own close handlers run as on a real
+// hang-up, or closes an fd no socket owns. It returns one outcome per fd.
+const releaseFunction = `function (fds, want) {
 	const fs = ` + "%s" + `;
+	const low32 = (v) => String(BigInt.asUintN(32, v));
 	const out = [];
-	for (const fd of fds) {
+	for (let i = 0; i < fds.length; i++) {
+		const fd = fds[i];
 		try {
+			const w = want[i];
+			if (w) {
+				const st = fs.fstatSync(fd, {bigint: true});
+				if (low32(st.dev) !== w.dev || String(st.ino) !== w.ino || low32(st.rdev) !== w.rdev) {
+					out.push({fd: fd, how: "failed", error: "fd " + fd + " is another file now"});
+					continue;
+				}
+			}
 			const owners = this.filter(s => s && s._handle && s._handle.fd === fd);
 			if (owners.length > 0) {
 				for (const s of owners) s.destroy();
@@ -207,6 +219,22 @@ const releaseFunction = `function (fds) {
 	}
 	return out;
 }`
+
+// expectArg is the want argument of releaseFunction: one entry per fd,
+// null where nothing is compared.
+func expectArg(fds []int, expect map[int]FileID) []any {
+	out := make([]any, len(fds))
+	for i, fd := range fds {
+		if id, ok := expect[fd]; ok {
+			out[i] = map[string]string{
+				"dev":  strconv.FormatUint(uint64(id.Dev), 10),
+				"ino":  strconv.FormatUint(id.Ino, 10),
+				"rdev": strconv.FormatUint(uint64(id.Rdev), 10),
+			}
+		}
+	}
+	return out
+}
 
 // Outcome is what the evaluation inside the target did with one fd.
 type Outcome struct {
@@ -253,7 +281,7 @@ func parseOutcomes(raw json.RawMessage, fds []int) ([]Outcome, error) {
 // releaseFDs runs the whole exchange: find every net.Socket, release the
 // fds, drop our references, and close the inspector from inside once this
 // session has gone.
-func (s *session) releaseFDs(fds []int) ([]Outcome, error) {
+func (s *session) releaseFDs(fds []int, expect map[int]FileID) ([]Outcome, error) {
 	defer func() {
 		_ = s.call("Runtime.releaseObjectGroup", map[string]any{"objectGroup": objectGroup}, nil)
 	}()
@@ -281,7 +309,7 @@ func (s *session) releaseFDs(fds []int) ([]Outcome, error) {
 	if err := s.call("Runtime.callFunctionOn", map[string]any{
 		"objectId":            objs.Objects.ObjectID,
 		"functionDeclaration": fmt.Sprintf(releaseFunction, builtin("fs")),
-		"arguments":           []map[string]any{{"value": fds}},
+		"arguments":           []map[string]any{{"value": fds}, {"value": expectArg(fds, expect)}},
 		"returnByValue":       true,
 		"silent":              true,
 	}, &res); err != nil {

@@ -25,6 +25,10 @@ import (
 	"time"
 )
 
+// nodeSymbol is exported by every Node.js embedder, node itself and
+// Electron included: native addons register through it.
+const nodeSymbol = "node_module_register"
+
 // DefaultPort is where Node's inspector listens when SIGUSR1 opens it.
 const DefaultPort = 9229
 
@@ -43,14 +47,33 @@ type Target struct {
 	// mismatch means the pid was reused and nothing is done.
 	StartTime uint64
 	FDs       []int
+	// Expect holds, per fd, the file the plan saw there; the evaluation
+	// compares it with what the program's own fstat says and leaves the
+	// fd alone when it is another file now (the number was reused). An fd
+	// without an entry is not compared.
+	Expect map[int]FileID
 	// Port is the inspector's port; 0 means DefaultPort.
 	Port int
 	// Timeout bounds the whole route; 0 means DefaultTimeout.
 	Timeout time.Duration
 }
 
+// FileID is what fstat says about an open file: enough to tell that an fd
+// number still names the same one. Dev and Rdev keep their low 32 bits
+// (macOS dev_t is 32 bits wide; Linux devpts numbers fit).
+type FileID struct {
+	Dev  uint32
+	Ino  uint64
+	Rdev uint32
+}
+
 // DefaultTimeout bounds one release through the inspector.
 const DefaultTimeout = 10 * time.Second
+
+// openWait bounds the wait for the inspector to listen after SIGUSR1: a
+// program whose inspector is already active, or disabled
+// (--disable-sigusr1), never opens one on the port.
+const openWait = 5 * time.Second
 
 // Report says what one release through the inspector did.
 type Report struct {
@@ -72,4 +95,19 @@ type FDResult struct {
 	// Verified is true when the fd has left the process, seen from
 	// outside; only then is the release done.
 	Verified bool
+}
+
+// Prober answers the plan's question about a holder: may the route take
+// its fds, and why (Check, per platform)? It keeps the fuse answers per
+// executable file, so a daemon reads each binary once.
+type Prober struct {
+	fuses map[string]fuseAnswer
+}
+
+// NewProber returns a Prober with an empty cache.
+func NewProber() *Prober { return &Prober{fuses: map[string]fuseAnswer{}} }
+
+type fuseAnswer struct {
+	ok  bool
+	why string
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -22,22 +21,24 @@ import (
 
 func procPath(pid int, name string) string { return "/proc/" + strconv.Itoa(pid) + "/" + name }
 
-// nodeSymbol is exported by every Node.js embedder, node itself and
-// Electron included: native addons register through it.
-const nodeSymbol = "node_module_register"
-
 // IsNode reports whether pid runs Node.js or Electron: an ELF object it has
 // mapped executable (its program or a library such as libnode.so) exports
 // node_module_register. Files on a FUSE mount are not read: their server
 // could hold the reader forever.
 func IsNode(pid int) (bool, error) {
+	node, _, err := isNode(pid)
+	return node, err
+}
+
+// isNode is IsNode that also says whether a FUSE mapping was skipped.
+func isNode(pid int) (node, fuseSkipped bool, err error) {
 	maps, err := os.ReadFile(procPath(pid, "maps"))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	fuse, err := fuseDevices(pid)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	seen := map[string]bool{}
 	for _, m := range parseExecMappings(maps) {
@@ -46,18 +47,20 @@ func IsNode(pid int) (bool, error) {
 		}
 		seen[m.path] = true
 		if fuse[m.dev] {
+			fuseSkipped = true
 			continue
 		}
 		if exportsSymbol(procPath(pid, "root")+m.path, nodeSymbol) {
-			return true, nil
+			return true, fuseSkipped, nil
 		}
 	}
-	return false, nil
+	return false, fuseSkipped, nil
 }
 
 type mapping struct {
-	dev  string // "major:minor" in hex, as maps writes it
-	path string
+	dev   string // "major:minor" in hex, as maps writes it
+	inode string
+	path  string
 }
 
 // parseExecMappings returns the file-backed executable mappings of a
@@ -70,7 +73,7 @@ func parseExecMappings(maps []byte) []mapping {
 		if len(f) < 6 || len(f[1]) < 3 || f[1][2] != 'x' || !strings.HasPrefix(f[5], "/") {
 			continue
 		}
-		out = append(out, mapping{dev: f[3], path: strings.Join(f[5:], " ")})
+		out = append(out, mapping{dev: f[3], inode: f[4], path: strings.Join(f[5:], " ")})
 	}
 	return out
 }
@@ -123,101 +126,164 @@ func exportsSymbol(path, name string) bool {
 	return false
 }
 
-// Release runs the route in one process. A returned error means nothing
-// was released; it says why in one sentence (and, if the inspector could
-// not be closed again, Report.StillOpen says so too).
+// Release runs the route in one process. A returned error means no fd was
+// released; it says why in one sentence (and, if the inspector could not
+// be closed again, Report.StillOpen says so too).
 func Release(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	port := t.Port
-	if port == 0 {
-		port = DefaultPort
-	}
-	timeout := t.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	var rep Report
-
 	pidfd, err := unix.PidfdOpen(t.PID, 0)
 	if err != nil {
-		return rep, fmt.Errorf("no process %d", t.PID)
+		return Report{}, fmt.Errorf("no process %d", t.PID)
 	}
-	defer unix.Close(pidfd)
-	if err := checkProcess(t); err != nil {
-		return rep, err
-	}
-	if err := portFree(t.PID, port); err != nil {
-		return rep, err
-	}
+	h := &linuxHost{t: t, pidfd: pidfd}
+	defer h.close()
+	return release(ctx, h, t, log)
+}
 
-	// The only signal we send, to a process proven to catch it.
-	if err := unix.PidfdSendSignal(pidfd, unix.SIGUSR1, nil, 0); err != nil {
-		return rep, fmt.Errorf("pid %d: cannot send SIGUSR1: %v", t.PID, err)
+// linuxHost is the route's view of one process through /proc, pinned by a
+// pidfd: the signal cannot reach a process that took over the pid.
+type linuxHost struct {
+	t     Target
+	pidfd int
+}
+
+func (h *linuxHost) close() { unix.Close(h.pidfd) }
+
+func (h *linuxHost) recheck() error {
+	if why := checkProcess(h.t.PID, h.t.StartTime); why != "" {
+		return fmt.Errorf("pid %d %s: not signalled", h.t.PID, why)
 	}
-	opened := time.Now()
-	if err := waitListener(ctx, t.PID, port, true); err != nil {
-		rep.StillOpen = listenerOwned(t.PID, port)
-		return rep, err
+	if ok, why := fuseAllows(h.t.PID, nil); !ok {
+		return fmt.Errorf("pid %d: %s: not signalled", h.t.PID, why)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	outcomes, relErr := exchange(addr, t.FDs, deadline)
-	// Wait for the listener to go, whatever the exchange did.
-	if err := waitListener(ctx, t.PID, port, false); err != nil {
-		rep.StillOpen = true
-		rep.Notes = append(rep.Notes, fmt.Sprintf("the inspector of pid %d is still open on %s", t.PID, addr))
-	}
-	rep.Open = time.Since(opened)
-	if relErr != nil {
-		return rep, relErr
-	}
-	rep.Outcomes = verify(t.PID, outcomes, deadline)
-	log.Info("inspector route", zap.Int("pid", t.PID), zap.Duration("open", rep.Open), zap.Bool("still_open", rep.StillOpen))
-	return rep, nil
+	return nil
+}
+
+func (h *linuxHost) listener(port int) (own, foreign bool) {
+	return listenerOf(h.t.PID, port)
+}
+
+func (h *linuxHost) sigusr1() error {
+	return unix.PidfdSendSignal(h.pidfd, unix.SIGUSR1, nil, 0)
+}
+
+func (h *linuxHost) gone(fd int) bool {
+	_, err := os.Readlink(procPath(h.t.PID, "fd/"+strconv.Itoa(fd)))
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // checkProcess re-reads what made the plan choose this route: the same
-// process, Node, SIGUSR1 caught, our network namespace.
-func checkProcess(t Target) error {
-	data, err := os.ReadFile(procPath(t.PID, "stat"))
+// process, SIGUSR1 caught, Node, our network namespace. It returns what
+// refuses the route as a predicate ("does not catch SIGUSR1 ..."), or "".
+func checkProcess(pid int, startTime uint64) string {
+	data, err := os.ReadFile(procPath(pid, "stat"))
 	if err != nil {
-		return fmt.Errorf("no process %d", t.PID)
+		return "has exited"
 	}
 	st, err := procfs.ParseStat(data)
 	if err != nil {
-		return fmt.Errorf("pid %d: %v", t.PID, err)
+		return "has an unreadable stat: " + err.Error()
 	}
-	if t.StartTime != 0 && st.StartTime != t.StartTime {
-		return fmt.Errorf("pid %d is another process now (its start time changed)", t.PID)
+	if startTime != 0 && st.StartTime != startTime {
+		return "is another process now (its start time changed)"
 	}
-	status, err := os.ReadFile(procPath(t.PID, "status"))
+	status, err := os.ReadFile(procPath(pid, "status"))
 	if err != nil {
-		return fmt.Errorf("no process %d", t.PID)
+		return "has exited"
 	}
 	cgt, err := sigCgt(status)
 	if err != nil {
-		return fmt.Errorf("pid %d: %v", t.PID, err)
+		return "has an unreadable status: " + err.Error()
 	}
 	if !CatchesSIGUSR1(cgt) {
-		return fmt.Errorf("pid %d does not catch SIGUSR1 (it would die of it): not signalled", t.PID)
+		return "does not catch SIGUSR1 (its default action would end it)"
 	}
-	node, err := IsNode(t.PID)
-	if err != nil {
-		return fmt.Errorf("pid %d: %v", t.PID, err)
+	node, fuseSkipped, err := isNode(pid)
+	switch {
+	case err != nil:
+		return "has unreadable mappings: " + err.Error()
+	case !node && fuseSkipped:
+		return "is not proven Node.js or Electron (some of its code is on a FUSE mount, which is never read)"
+	case !node:
+		return "is not Node.js or Electron"
 	}
-	if !node {
-		return fmt.Errorf("pid %d is not Node.js or Electron: not signalled", t.PID)
-	}
-	theirs, err1 := os.Readlink(procPath(t.PID, "ns/net"))
+	theirs, err1 := os.Readlink(procPath(pid, "ns/net"))
 	ours, err2 := os.Readlink("/proc/self/ns/net")
 	if err1 != nil || err2 != nil || theirs != ours {
-		return fmt.Errorf("pid %d is in another network namespace: its inspector would not be on our 127.0.0.1", t.PID)
+		return "is in another network namespace (its inspector would not be on our 127.0.0.1)"
 	}
-	return nil
+	return ""
+}
+
+// fuseAllows reads the Electron fuse wire of pid's executable (Linux
+// Electron keeps it there). A file on a FUSE mount is not read (its server
+// could hold the reader forever; an AppImage mounts itself so): the route
+// is refused then. cache, when not nil, keeps answers per file.
+func fuseAllows(pid int, cache map[string]fuseAnswer) (bool, string) {
+	exe, err := os.Readlink(procPath(pid, "exe"))
+	if err != nil {
+		return false, "its executable is unreadable"
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	maps, err := os.ReadFile(procPath(pid, "maps"))
+	if err != nil {
+		return false, "its mappings are unreadable"
+	}
+	fuse, err := fuseDevices(pid)
+	if err != nil {
+		return false, "its mounts are unreadable"
+	}
+	key := ""
+	for _, m := range parseExecMappings(maps) {
+		if m.path != exe {
+			continue
+		}
+		if fuse[m.dev] {
+			return false, "its executable is on a FUSE mount, whose fuse wire is never read"
+		}
+		key = m.dev + " " + m.inode + " " + m.path
+		break
+	}
+	if key == "" {
+		return false, "its executable is not mapped"
+	}
+	if a, ok := cache[key]; ok {
+		return a.ok, a.why
+	}
+	f, err := os.Open(procPath(pid, "exe"))
+	if err != nil {
+		return false, "its executable is unreadable"
+	}
+	defer f.Close()
+	wires, err := ReadFuseWires(f)
+	a := fuseAnswer{why: "its Electron fuse wire is unreadable: " + fmt.Sprint(err)}
+	if err == nil {
+		a.ok, a.why = NodeCliInspect(wires)
+	}
+	if cache != nil {
+		cache[key] = a
+	}
+	return a.ok, a.why
+}
+
+// Check says whether the route may release pid's fds, and why: the facts
+// that allow it, or the first that refuses it. It changes nothing and
+// sends nothing.
+func (p *Prober) Check(pid int, startTime uint64) (bool, string) {
+	if why := checkProcess(pid, startTime); why != "" {
+		return false, "it " + why
+	}
+	ok, fuseWhy := fuseAllows(pid, p.fuses)
+	if !ok {
+		return false, fuseWhy
+	}
+	own, foreign := listenerOf(pid, DefaultPort)
+	switch {
+	case own:
+		return false, fmt.Sprintf("its inspector is already open on port %d (someone may be debugging it)", DefaultPort)
+	case foreign:
+		return false, fmt.Sprintf("port %d is taken by another process", DefaultPort)
+	}
+	return true, fmt.Sprintf("Node.js or Electron, catches SIGUSR1, %s, port %d free", fuseWhy, DefaultPort)
 }
 
 func sigCgt(status []byte) (uint64, error) {
@@ -291,126 +357,23 @@ func socketInodes(pid int) map[uint64]bool {
 	return out
 }
 
-// portFree refuses when anything already listens on the port: a program
-// whose inspector is open is being debugged by someone, and a stranger on
-// the port could pose as the inspector.
-func portFree(pid, port int) error {
+// listenerOf says who listens on port in pid's network namespace: pid
+// itself on 127.0.0.1 (own), or any other socket (foreign: another
+// process, or pid on another address).
+func listenerOf(pid, port int) (own, foreign bool) {
+	// Listeners first, then the fds: a socket that is listening was
+	// created before, so the fd read that follows sees it.
 	ls := listeners(pid)
-	own := socketInodes(pid)
+	mine := socketInodes(pid)
 	for _, l := range ls {
 		if l.port != port {
 			continue
 		}
-		if own[l.inode] {
-			return fmt.Errorf("pid %d already has its inspector open on port %d: someone may be debugging it", pid, port)
-		}
-		return fmt.Errorf("port %d is taken by another process: the inspector route is refused", port)
-	}
-	return nil
-}
-
-func listenerOwned(pid, port int) bool {
-	ls := listeners(pid)
-	own := socketInodes(pid)
-	for _, l := range ls {
-		if l.port == port && own[l.inode] {
-			return true
+		if mine[l.inode] && l.loopback {
+			own = true
+		} else {
+			foreign = true
 		}
 	}
-	return false
-}
-
-// waitListener waits for the target's inspector to listen on 127.0.0.1
-// (open) or to stop listening (!open). A listener on the port that is not
-// the target's is an error: it is never talked to.
-func waitListener(ctx context.Context, pid, port int, open bool) error {
-	for {
-		// Listeners first, then the fds: a socket that is listening was
-		// created before, so the fd read that follows sees it.
-		ls := listeners(pid)
-		own := socketInodes(pid)
-		found, foreign := false, false
-		for _, l := range ls {
-			if l.port != port {
-				continue
-			}
-			if own[l.inode] && l.loopback {
-				found = true
-			} else {
-				foreign = true
-			}
-		}
-		switch {
-		case open && foreign:
-			return fmt.Errorf("port %d answers for another process, not pid %d: not talking to it", port, pid)
-		case open && found, !open && !found:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if open {
-				return fmt.Errorf("pid %d opened no inspector on 127.0.0.1:%d after SIGUSR1 (inspector disabled?)", pid, port)
-			}
-			return fmt.Errorf("the inspector of pid %d did not close", pid)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// exchange talks to the inspector: release the fds, then have it close
-// itself once we are gone.
-func exchange(addr string, fds []int, deadline time.Time) ([]Outcome, error) {
-	targets, err := listTargets(addr, time.Until(deadline))
-	if err != nil {
-		return nil, err
-	}
-	if len(targets) != 1 {
-		return nil, fmt.Errorf("inspector on %s lists %d node targets, want 1", addr, len(targets))
-	}
-	s, err := dialSession(addr, targets[0].WebSocketDebuggerURL, deadline)
-	if err != nil {
-		return nil, err
-	}
-	outcomes, relErr := s.releaseFDs(fds)
-	if err := s.closeInspector(); err != nil {
-		// The target will not close its inspector: say goodbye ourselves.
-		s.ws.close()
-		if relErr == nil {
-			relErr = err
-		}
-		return outcomes, relErr
-	}
-	// The target closes the connection as its inspector goes.
-	if err := s.ws.awaitServerClose(); err != nil && relErr == nil {
-		relErr = fmt.Errorf("inspector: waiting for the target to close: %w", err)
-	}
-	s.ws.c.Close()
-	return outcomes, relErr
-}
-
-// verify checks from outside that every fd the evaluation released has
-// left the process (destroying a socket closes its fd at once).
-func verify(pid int, outcomes []Outcome, deadline time.Time) []FDResult {
-	out := make([]FDResult, len(outcomes))
-	for i, o := range outcomes {
-		out[i].Outcome = o
-	}
-	for {
-		pending := false
-		for i := range out {
-			if out[i].How == "failed" || out[i].Verified {
-				continue
-			}
-			_, err := os.Readlink(procPath(pid, "fd/"+strconv.Itoa(out[i].FD)))
-			if errors.Is(err, os.ErrNotExist) {
-				out[i].Verified = true
-				continue
-			}
-			pending = true
-		}
-		if !pending || time.Now().After(deadline) {
-			return out
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return own, foreign
 }

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin
 
 package inspector
 
@@ -9,14 +9,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// IsNode is not implemented here yet: on macOS the app's binary and its
-// fuse wire decide (FuseWire), and the listener's owner would come from
-// libproc's socket info.
-func IsNode(int) (bool, error) {
-	return false, errors.New("the inspector route runs on Linux only for now")
-}
+var errUnsupported = errors.New("the inspector route runs on Linux and macOS only")
 
-// Release is not implemented here yet.
-func Release(context.Context, Target, *zap.Logger) (Report, error) {
-	return Report{}, errors.New("the inspector route runs on Linux only for now")
-}
+// Check always refuses here.
+func (*Prober) Check(int, uint64) (bool, string) { return false, errUnsupported.Error() }
+
+// Release always refuses here.
+func Release(context.Context, Target, *zap.Logger) (Report, error) { return Report{}, errUnsupported }
