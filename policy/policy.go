@@ -17,7 +17,8 @@ import (
 type Method string
 
 // The methods. The first four are what a policy or --method may name for
-// an fd; the kills are what the plan gives orphans and disposable holders.
+// an fd; the kills are what the plan gives orphans and disposable holders;
+// inspector and revoke are rungs of the remedy ladder (reclaim/plan).
 const (
 	MethodDevNull Method = "devnull"
 	MethodClose   Method = "close"
@@ -34,6 +35,15 @@ const (
 	// MethodKillHolder ends a disposable holder whose fds cannot be
 	// released in place: its PTYs close with it.
 	MethodKillHolder Method = "kill-holder"
+	// MethodInspector releases an fd through the holder's own Node.js
+	// inspector (reclaim/inspector): the handle that owns it is destroyed,
+	// or an fd no handle owns is closed, inside the program.
+	MethodInspector Method = "inspector"
+	// MethodRevoke revokes a slave's device node (macOS revoke(2)): every
+	// reference to it, in every process, becomes a dead vnode (reads
+	// return 0, writes and ioctls fail, close succeeds) and the PTY is
+	// freed once its master is closed too.
+	MethodRevoke Method = "revoke"
 )
 
 // Pollable reports whether m leaves an fd that epoll accepts, the only

@@ -27,8 +27,10 @@ type host interface {
 	close()
 }
 
-// release runs the route on a host. A returned error means no fd was
-// released; it says why in one sentence. Report.StillOpen says when the
+// release runs the route on a host. A returned error says in one sentence
+// why the route stopped; Report.Outcomes still lists, verified from
+// outside, whatever the evaluation did before that (nothing, when the
+// route stopped before the signal). Report.StillOpen says when the
 // inspector could not be closed again.
 func release(ctx context.Context, h host, t Target, log *zap.Logger) (Report, error) {
 	if log == nil {
@@ -80,11 +82,10 @@ func release(ctx context.Context, h host, t Target, log *zap.Logger) (Report, er
 	}
 	rep.Open = time.Since(opened)
 	log.Info("inspector route", zap.Int("pid", t.PID), zap.Duration("open", rep.Open), zap.Bool("still_open", rep.StillOpen))
-	if relErr != nil {
-		return rep, relErr
-	}
+	// Whatever went wrong afterwards, what the evaluation did is verified
+	// and reported: the caller must not redo a release that happened.
 	rep.Outcomes = verify(h, outcomes, deadline)
-	return rep, nil
+	return rep, relErr
 }
 
 // waitListener waits for the target's inspector to listen on 127.0.0.1

@@ -177,8 +177,9 @@ func (p *Prober) Check(pid int, startTime uint64) (bool, string) {
 	return true, fmt.Sprintf("Node.js or Electron, catches SIGUSR1, %s, port %d free", fuseWhy, DefaultPort)
 }
 
-// Release runs the route in one process. A returned error means no fd was
-// released.
+// Release runs the route in one process. See release: with an error and
+// no outcomes, nothing says an fd was touched, but an evaluation whose
+// answer was lost may have run: callers check fds from outside again.
 func Release(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 	probe, err := libproc.NewFDProbe()
 	if err != nil {

@@ -126,9 +126,9 @@ func exportsSymbol(path, name string) bool {
 	return false
 }
 
-// Release runs the route in one process. A returned error means no fd was
-// released; it says why in one sentence (and, if the inspector could not
-// be closed again, Report.StillOpen says so too).
+// Release runs the route in one process. See release: with an error and
+// no outcomes, nothing says an fd was touched, but an evaluation whose
+// answer was lost may have run: callers check fds from outside again.
 func Release(ctx context.Context, t Target, log *zap.Logger) (Report, error) {
 	pidfd, err := unix.PidfdOpen(t.PID, 0)
 	if err != nil {
