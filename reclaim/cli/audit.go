@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"time"
 
 	"github.com/spf13/cobra"

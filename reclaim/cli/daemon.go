@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"os"
 	"os/signal"
 	"syscall"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"os"
 	"strings"
 	"time"
