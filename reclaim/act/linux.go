@@ -75,10 +75,18 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 // again whether the fd is still the planned PTY.
 func (l *Linux) reclaimInspector(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, []plan.Item) {
 	settle := func(reason string) ([]Action, []plan.Item) {
+		// A PTY goes to ptrace whole or not at all: one fd ptrace may not
+		// take (watched, under watched: skip) keeps all of its PTY.
+		stays := map[snapshot.PTYID]bool{}
+		for _, it := range items {
+			if it.InPlaceMethod == "" {
+				stays[it.PTY] = true
+			}
+		}
 		var out []Action
 		var fallback []plan.Item
 		for _, it := range items {
-			if it.InPlaceMethod == "" {
+			if stays[it.PTY] {
 				out = append(out, NewAction(it, Failed, "inspector route: "+reason))
 				continue
 			}

@@ -1,15 +1,10 @@
 package inspector
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,125 +14,6 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
-
-// nodeApp is testdata/node/app.js running in its own pid namespace (so
-// that no node-pty path can ever signal the machine's processes), seen by
-// its pid on the host.
-type nodeApp struct {
-	pid    int
-	stdin  io.WriteCloser
-	events chan map[string]any
-	ready  map[string]any
-}
-
-func startNodeApp(t *testing.T, terms int) *nodeApp {
-	t.Helper()
-	dir, err := filepath.Abs("testdata/node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules/@lydell/node-pty")); err != nil {
-		t.Fatalf("node-pty is not installed: run `npm ci` in %s (.ci/run does)", dir)
-	}
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "node", "app.js", strconv.Itoa(terms))
-	cmd.Dir = dir
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // unshare --kill-child takes node with it
-		_ = cmd.Wait()
-	})
-	a := &nodeApp{stdin: stdin, events: make(chan map[string]any, 100)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var ev map[string]any
-			if json.Unmarshal(sc.Bytes(), &ev) == nil {
-				a.events <- ev
-			}
-		}
-		close(a.events)
-	}()
-	select {
-	case ev := <-a.events:
-		if ev["event"] != "ready" {
-			t.Fatalf("first event %v", ev)
-		}
-		a.ready = ev
-	case <-time.After(20 * time.Second):
-		t.Fatal("the node app did not start")
-	}
-	a.pid = onlyChild(t, cmd.Process.Pid) // unshare forks node: its only child
-	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(a.pid) + "/exe"); filepath.Base(exe) != "node" {
-		t.Fatalf("pid %d runs %s, not node", a.pid, exe)
-	}
-	return a
-}
-
-func onlyChild(t *testing.T, pid int) int {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
-		if f := strings.Fields(string(b)); len(f) == 1 {
-			n, _ := strconv.Atoi(f[0])
-			return n
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d has children %q", pid, b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (a *nodeApp) fds() (masters, slaves []int, raw int) {
-	for _, x := range a.ready["terms"].([]any) {
-		m := x.(map[string]any)
-		masters = append(masters, int(m["master"].(float64)))
-		slaves = append(slaves, int(m["slave"].(float64)))
-	}
-	return masters, slaves, int(a.ready["raw"].(float64))
-}
-
-func (a *nodeApp) get(t *testing.T) int {
-	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(a.ready["port"].(float64))) + "/")
-	if err != nil {
-		var evs []map[string]any
-		for ev := range a.events {
-			evs = append(evs, ev)
-		}
-		t.Fatalf("the app stopped serving: %v; events %v", err, evs)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	n, _ := strconv.Atoi(string(b))
-	return n
-}
-
-// next waits for an event of the given kind, collecting the others.
-func (a *nodeApp) next(t *testing.T, kind string, seen *[]map[string]any) map[string]any {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-a.events:
-			if !ok {
-				t.Fatalf("the app ended while waiting for %q", kind)
-			}
-			*seen = append(*seen, ev)
-			if ev["event"] == kind {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %q event; saw %v", kind, *seen)
-		}
-	}
-}
 
 func startTime(t *testing.T, pid int) uint64 {
 	t.Helper()
@@ -152,42 +28,44 @@ func startTime(t *testing.T, pid int) uint64 {
 	return st.StartTime
 }
 
-// ptyFDs lists pid's fds on /dev/ptmx or a /dev/pts slave.
-func ptyFDs(t *testing.T, pid int) []int {
-	t.Helper()
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, e := range entries {
-		link, err := os.Readlink(dir + "/" + e.Name())
-		if err != nil || (link != "/dev/ptmx" && !strings.HasPrefix(link, "/dev/pts/")) {
-			continue
-		}
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fd)
-	}
-	return out
-}
-
 func fdOpen(pid, fd int) bool {
 	_, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd))
 	return err == nil
 }
 
+// fileIDs is what fstat says about each fd of pid, read from outside
+// (stat follows /proc/PID/fd/N to the open file).
+func fileIDs(t *testing.T, pid int, fds []int) map[int]FileID {
+	t.Helper()
+	out := map[int]FileID{}
+	for _, fd := range fds {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), &st); err != nil {
+			t.Fatal(err)
+		}
+		out[fd] = FileID{Dev: uint32(st.Dev), Ino: st.Ino, Rdev: uint32(st.Rdev)}
+	}
+	return out
+}
+
+// inspectorOpen reports whether pid listens on the inspector's port.
+func inspectorOpen(pid int) bool {
+	own, _ := listenerOf(pid, DefaultPort)
+	return own
+}
+
+// signalledMessages are what Node prints on stderr when SIGUSR1 reaches
+// it: the inspector opened, or failed to.
+var signalledMessages = []string{"Debugger listening", "Starting inspector"}
+
 func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
-	a := startNodeApp(t, 3)
-	masters, slaves, raw := a.fds()
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 3)
+	masters, slaves, raw := a.FDs()
 	// Every PTY fd of the program, as the plan would see them: besides
 	// the fds the streams own, each pty.open() left openpty's own slave
 	// fd behind (libuv reopens a slave for its tty handle), owned by
 	// nothing.
-	fds := ptyFDs(t, a.pid)
+	fds := testproc.PTYFDs(t, a.PID)
 	if len(fds) != 10 {
 		t.Fatalf("the app holds PTY fds %v, want 3 masters, 6 slaves and a raw master", fds)
 	}
@@ -195,13 +73,13 @@ func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
 	for _, fd := range append(append([]int{}, masters...), slaves...) {
 		owned[fd] = true
 	}
-	if node, err := IsNode(a.pid); err != nil || !node {
-		t.Fatalf("IsNode(%d) = %v, %v", a.pid, node, err)
+	if node, err := IsNode(a.PID); err != nil || !node {
+		t.Fatalf("IsNode(%d) = %v, %v", a.PID, node, err)
 	}
 	before := testproc.PTYCount(t)
-	hits := a.get(t)
+	hits := a.Get(t)
 
-	rep, err := Release(context.Background(), Target{PID: a.pid, StartTime: startTime(t, a.pid), FDs: fds}, nil)
+	rep, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: fileIDs(t, a.PID, fds)}, nil)
 	if err != nil {
 		t.Fatalf("release: %v (%+v)", err, rep)
 	}
@@ -223,13 +101,13 @@ func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
 			t.Errorf("fd %d (owned by nothing): %q, want closed", fd, how[fd])
 		}
 	}
-	if !owned[raw] && how[raw] != "closed" {
+	if how[raw] != "closed" {
 		t.Errorf("the raw master %d: %q, want closed", raw, how[raw])
 	}
 	// The kernel's view: every fd gone, the PTYs free.
 	for _, fd := range fds {
-		if fdOpen(a.pid, fd) {
-			t.Errorf("fd %d is still open in pid %d", fd, a.pid)
+		if fdOpen(a.PID, fd) {
+			t.Errorf("fd %d is still open in pid %d", fd, a.PID)
 		}
 	}
 	// The kernel frees a PTY from a work queue after the last close.
@@ -241,26 +119,47 @@ func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
 		t.Errorf("PTYs in use %d -> %d, want 4 fewer", before, after)
 	}
 	// The port is closed again, and the program ran its own close handlers.
-	if inspectorOpen(a.pid) {
+	if inspectorOpen(a.PID) {
 		t.Error("the inspector still listens")
 	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:9229", time.Second); err == nil {
+		c.Close()
+		t.Error("127.0.0.1:9229 still takes connections")
+	}
 	var seen []map[string]any
-	closes := 0
-	for closes < 6 {
-		ev := a.next(t, "close", &seen)
-		_ = ev
-		closes++
+	for i := 0; i < 6; i++ {
+		a.Next(t, "close", &seen)
 	}
 	// Still the same program, still working: it serves and spawns PTYs.
-	if n := a.get(t); n != hits+1 {
-		t.Errorf("counter %d after release, want %d", n, hits+1)
+	a.StillWorks(t, hits, &seen)
+}
+
+// The program's own fstat decides right before it acts: an fd whose
+// number now names another file is left alone, the others go.
+func TestInspectorLeavesAnFDThatIsAnotherFileNow(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, raw := a.FDs()
+	fds := []int{masters[0], raw}
+	expect := fileIDs(t, a.PID, fds)
+	e := expect[raw]
+	e.Ino++ // what the plan saw was another file
+	expect[raw] = e
+	rep, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: expect}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	io.WriteString(a.stdin, "spawn\n")
-	a.next(t, "spawned", &seen)
-	for _, ev := range seen {
-		if ev["event"] == "exception" || ev["event"] == "exit" {
-			t.Errorf("the app reported %v", ev)
-		}
+	got := map[int]FDResult{}
+	for _, o := range rep.Outcomes {
+		got[o.FD] = o
+	}
+	if o := got[raw]; o.How != "failed" || !strings.Contains(o.Error, "is another file now") || !fdOpen(a.PID, raw) {
+		t.Errorf("the changed fd: %+v, open %v", o, fdOpen(a.PID, raw))
+	}
+	if o := got[masters[0]]; o.How != "destroyed" || !o.Verified {
+		t.Errorf("the planned fd: %+v", o)
+	}
+	if inspectorOpen(a.PID) {
+		t.Error("the inspector still listens")
 	}
 }
 
@@ -281,18 +180,45 @@ int main(void) {
 }
 `
 
+func sigCgtOf(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sigCgt(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestNeverSignalsAProcessThatIsNotNode(t *testing.T) {
 	for name, src := range map[string]string{"catches": catchUSR1, "default": testproc.LeakMasters} {
 		t.Run(name, func(t *testing.T) {
 			p := testproc.Start(t, testproc.BuildC(t, "notnode", src))
+			catches := CatchesSIGUSR1(sigCgtOf(t, p.PID))
+			if catches != (name == "catches") {
+				t.Fatalf("SigCgt says catches SIGUSR1: %v", catches)
+			}
+			want := "is not Node.js or Electron"
+			if !catches {
+				want = "does not catch SIGUSR1"
+			}
+			ok, why := NewProber().Check(p.PID, startTime(t, p.PID))
+			if ok || !strings.Contains(why, want) {
+				t.Fatalf("Check: %v %q, want a refusal %q", ok, why, want)
+			}
 			_, err := Release(context.Background(), Target{PID: p.PID, StartTime: startTime(t, p.PID), FDs: []int{0}}, nil)
-			if err == nil || !strings.Contains(err.Error(), "not signalled") {
-				t.Fatalf("release: %v, want a refusal", err)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not signalled") {
+				t.Fatalf("release: %v, want a refusal %q", err, want)
 			}
-			if !testproc.Alive(p.PID) {
-				t.Fatal("the process died")
+			// The default action of SIGUSR1 ends a process: it is alive,
+			// and its mask still shows no handler.
+			if !testproc.Alive(p.PID) || CatchesSIGUSR1(sigCgtOf(t, p.PID)) != catches {
+				t.Fatal("the process died or changed")
 			}
-			if name == "catches" {
+			if catches {
 				io.WriteString(p.Stdin, "n\n")
 				if got := <-p.Lines; got != "0" {
 					t.Fatalf("it received %s SIGUSR1", got)
@@ -302,43 +228,59 @@ func TestNeverSignalsAProcessThatIsNotNode(t *testing.T) {
 	}
 }
 
+func TestProberSaysWhyOnANodeApp(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	ok, why := NewProber().Check(a.PID, startTime(t, a.PID))
+	if !ok || why != "Node.js or Electron, catches SIGUSR1, no Electron fuse wire in the binary, port 9229 free" {
+		t.Fatalf("Check: %v %q", ok, why)
+	}
+	if ok, why := NewProber().Check(a.PID, startTime(t, a.PID)+1); ok || !strings.Contains(why, "another process now") {
+		t.Fatalf("reused pid: %v %q", ok, why)
+	}
+	for _, m := range signalledMessages {
+		if strings.Contains(a.Stderr(), m) {
+			t.Fatalf("Check signalled the app: %q", a.Stderr())
+		}
+	}
+}
+
 func TestRefusesWhenAnotherProcessHoldsThePort(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(DefaultPort))
 	if err != nil {
 		t.Fatalf("cannot take port %d for the test: %v", DefaultPort, err)
 	}
 	defer l.Close()
-	a := startNodeApp(t, 1)
-	masters, _, _ := a.fds()
-	_, err = Release(context.Background(), Target{PID: a.pid, StartTime: startTime(t, a.pid), FDs: masters}, nil)
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, _ := a.FDs()
+	if ok, why := NewProber().Check(a.PID, startTime(t, a.PID)); ok || why != "port 9229 is taken by another process" {
+		t.Fatalf("Check: %v %q", ok, why)
+	}
+	_, err = Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: masters}, nil)
 	if err == nil || !strings.Contains(err.Error(), "taken by another process") {
 		t.Fatalf("release: %v, want a refusal", err)
 	}
-	if !fdOpen(a.pid, masters[0]) {
+	if !fdOpen(a.PID, masters[0]) {
 		t.Fatal("the fd was touched")
 	}
 	// Not signalled: Node would have tried to open its inspector and
-	// printed an error; it still has no listener of its own.
-	if inspectorOpen(a.pid) {
-		t.Fatal("the app opened an inspector")
+	// said so on stderr.
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range signalledMessages {
+		if strings.Contains(a.Stderr(), m) {
+			t.Fatalf("the app was signalled: %q", a.Stderr())
+		}
 	}
+	a.Get(t)
 }
 
 func TestRefusesAReusedPID(t *testing.T) {
-	a := startNodeApp(t, 1)
-	masters, _, _ := a.fds()
-	_, err := Release(context.Background(), Target{PID: a.pid, StartTime: startTime(t, a.pid) + 1, FDs: masters}, nil)
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, _ := a.FDs()
+	_, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID) + 1, FDs: masters}, nil)
 	if err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("release: %v", err)
 	}
-	if inspectorOpen(a.pid) || !fdOpen(a.pid, masters[0]) {
+	if inspectorOpen(a.PID) || !fdOpen(a.PID, masters[0]) || strings.Contains(a.Stderr(), "Debugger") {
 		t.Fatal("signalled or touched")
 	}
-	_ = syscall.Getpid
-}
-
-// inspectorOpen reports whether pid listens on the inspector's port.
-func inspectorOpen(pid int) bool {
-	own, _ := listenerOf(pid, DefaultPort)
-	return own
 }

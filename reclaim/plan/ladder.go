@@ -13,13 +13,13 @@ import (
 //
 //   - in place: ptrace (Linux) or lldb with the task port (macOS) closes or
 //     replaces the fd inside the holder;
-//   - inspector: for a Node.js or Electron holder an allow rule opts in
-//     (runtime: inspector), the program's own inspector destroys the
-//     handle that owns the fd (reclaim/inspector). On Linux it comes
-//     before ptrace, as the gentlest route for Node; on macOS it is the
-//     only in-place route once the task port is refused;
 //   - revoke (macOS, task port refused): a slave whose master is closed is
 //     released from outside by revoke(2) on its /dev/ttysNNN;
+//   - inspector: for a Node.js or Electron holder an allow rule opts in
+//     (runtime: inspector), the program's own inspector destroys the
+//     handle that owns the fd (reclaim/inspector). Where a rule opts in it
+//     comes before ptrace and lldb too, as the gentlest route for Node; on
+//     macOS it is the only in-place route once the task port is refused;
 //   - kill the holder, when the policy lists it as disposable;
 //   - report.
 
