@@ -293,3 +293,8 @@ func TestHandshakeRefusesAWrongAccept(t *testing.T) {
 		t.Error("hostIsLoopback")
 	}
 }
+
+// discardConn is a net.Conn that swallows writes (pongs) and reads nothing.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error) { return len(b), nil }
