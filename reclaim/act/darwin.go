@@ -4,6 +4,7 @@ package act
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 

@@ -80,7 +80,7 @@ func TestInspectorRungReleasesANodeApp(t *testing.T) {
 	}
 	watched := 0
 	for _, it := range items {
-		if it.Verdict != plan.Reclaim || it.Method != plan.MethodInspector {
+		if it.Verdict != plan.Reclaim || it.Method != policy.MethodInspector {
 			t.Fatalf("fd %d: %s %q %q", it.FD, it.Verdict, it.Method, it.Reason)
 		}
 		if it.Watched {
@@ -92,12 +92,12 @@ func TestInspectorRungReleasesANodeApp(t *testing.T) {
 	}
 	noSignal(t, a) // planning sends nothing
 	src := procfs.NewSource(zaptest.NewLogger(t))
-	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
 	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) { return src.Take(ctx, snapshot.Options{}) }}
 	res := exec.Execute(context.Background(), items)
 	for _, act := range res.Actions {
-		if act.Result != Done || act.Method != plan.MethodInspector {
+		if act.Result != Done || act.Method != policy.MethodInspector {
 			t.Errorf("fd %d: %s %s %q", *act.FD, act.Result, act.Method, act.Reason)
 		}
 	}
@@ -127,7 +127,7 @@ func TestInspectorRungFallsBackToPtrace(t *testing.T) {
 		t.Fatalf("cannot take port 9229 for the test: %v", err)
 	}
 	defer l.Close()
-	exec := &Executor{Log: zaptest.NewLogger(t), Platform: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
+	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
 	}}}
 	for _, act := range exec.Run(context.Background(), items) {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inject"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
@@ -50,7 +51,7 @@ var _ Actor = (*Linux)(nil)
 func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
 	var viaInspector, inPlace []plan.Item
 	for _, it := range items {
-		if it.Method == plan.MethodInspector {
+		if it.Method == policy.MethodInspector {
 			viaInspector = append(viaInspector, it)
 		} else {
 			inPlace = append(inPlace, it)

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
@@ -65,7 +66,7 @@ func (m *macActor) revokeSlaves(p *snapshot.Process, items []plan.Item, log *zap
 func (m *macActor) revokeOne(p *snapshot.Process, it plan.Item, holders map[int][]int, unreadable int, mErr error, log *zap.Logger) Action {
 	act := func(result, reason string) Action {
 		a := NewAction(it, result, reason)
-		a.Method = plan.MethodRevoke
+		a.Method = policy.MethodRevoke
 		return a
 	}
 	now, _, err := m.rungs.stat(p.PID, it.FD)
@@ -161,7 +162,7 @@ func (m *macActor) releaseInspector(ctx context.Context, p *snapshot.Process, it
 		}
 		if why != "" {
 			out[i] = NewAction(it, Skipped, why)
-			out[i].Method = plan.MethodInspector
+			out[i].Method = policy.MethodInspector
 			continue
 		}
 		todo = append(todo, it)

@@ -149,7 +149,7 @@ func TestRevokeRungFromScanToRelease(t *testing.T) {
 			mst = it
 		}
 	}
-	if slave.State != classify.HungUp || slave.Verdict != plan.Reclaim || slave.Rung != plan.RungRevoke || slave.Method != plan.MethodRevoke {
+	if slave.State != classify.HungUp || slave.Verdict != plan.Reclaim || slave.Rung != plan.RungRevoke || slave.Method != policy.MethodRevoke {
 		t.Fatalf("slave: %s %s %s %q %q", slave.State, slave.Verdict, slave.Rung, slave.Method, slave.Reason)
 	}
 	// The master of ttys008 (its slave is elsewhere) cannot be revoked:
@@ -164,7 +164,7 @@ func TestRevokeRungFromScanToRelease(t *testing.T) {
 	}
 	acts, _ := x.actor().reclaim(context.Background(), snap.Processes[0], []plan.Item{slave}, zap.NewNop())
 	a := acts[0]
-	if a.Result != Done || a.Method != plan.MethodRevoke || !strings.Contains(a.Reason, "reads EOF") || !strings.Contains(a.Reason, "the slot is free") {
+	if a.Result != Done || a.Method != policy.MethodRevoke || !strings.Contains(a.Reason, "reads EOF") || !strings.Contains(a.Reason, "the slot is free") {
 		t.Fatalf("revoke: %+v", a)
 	}
 	if len(x.revoked) != 1 || x.revoked[0] != "/dev/ttys007" || x.nodes[7] || x.fds[40][20].Kind != libproc.FDRevoked {
@@ -175,7 +175,7 @@ func TestRevokeRungFromScanToRelease(t *testing.T) {
 func TestRevokeRefusals(t *testing.T) {
 	p := &snapshot.Process{PID: 40, Comm: "Claude", InPlaceRefused: "hardened"}
 	item := plan.Item{Finding: classify.Finding{Kind: classify.KindPTY, Process: p, FD: 20, Side: snapshot.Slave,
-		PTY: snapshot.PTYID{Index: 7}, PTYName: "ttys007", State: classify.HungUp, Proven: true}, Verdict: plan.Reclaim, Method: plan.MethodRevoke}
+		PTY: snapshot.PTYID{Index: 7}, PTYName: "ttys007", State: classify.HungUp, Proven: true}, Verdict: plan.Reclaim, Method: policy.MethodRevoke}
 	for _, c := range []struct {
 		name   string
 		setup  func(x *fakeXNU, a *macActor)
@@ -217,7 +217,7 @@ func TestRevokeOncePerSlave(t *testing.T) {
 	for _, h := range []struct{ pid, fd int }{{40, 20}, {41, 5}} {
 		p := &snapshot.Process{PID: h.pid, InPlaceRefused: "hardened"}
 		it := plan.Item{Finding: classify.Finding{Kind: classify.KindPTY, Process: p, FD: h.fd, Side: snapshot.Slave,
-			PTY: snapshot.PTYID{Index: 7}, State: classify.HungUp, Proven: true}, Verdict: plan.Reclaim, Method: plan.MethodRevoke}
+			PTY: snapshot.PTYID{Index: 7}, State: classify.HungUp, Proven: true}, Verdict: plan.Reclaim, Method: policy.MethodRevoke}
 		acts, _ := a.reclaim(context.Background(), p, []plan.Item{it}, zap.NewNop())
 		if acts[0].Result != Done {
 			t.Errorf("pid %d: %+v", h.pid, acts[0])
@@ -233,7 +233,7 @@ func TestInspectorRungOnMacOS(t *testing.T) {
 	mk := func(fd, index int) plan.Item {
 		return plan.Item{Finding: classify.Finding{Kind: classify.KindPTY, Process: p, FD: fd, Side: snapshot.Master,
 			PTY: snapshot.PTYID{Index: index}, PTYName: nodePath(index)[5:], State: classify.Unattached, Proven: true},
-			Verdict: plan.Reclaim, Method: plan.MethodInspector}
+			Verdict: plan.Reclaim, Method: policy.MethodInspector}
 	}
 	x := &fakeXNU{fds: map[int]map[int]libproc.FDNow{40: {30: master(1), 31: master(2), 32: master(3)}}, nodes: map[int]bool{}}
 	x.inspect = func(tg inspector.Target) (inspector.Report, error) {
@@ -255,7 +255,7 @@ func TestInspectorRungOnMacOS(t *testing.T) {
 	if tg.PID != 40 || tg.StartTime != 77 || len(tg.FDs) != 3 || tg.Expect[31] != (inspector.FileID{Dev: 0x3000000, Ino: 1031, Rdev: libproc.Makedev(15, 2)}) {
 		t.Fatalf("target %+v", tg)
 	}
-	if acts[0].Result != Done || acts[0].Method != plan.MethodInspector || !strings.Contains(acts[0].Reason, "ReadStream was destroyed inside the program") {
+	if acts[0].Result != Done || acts[0].Method != policy.MethodInspector || !strings.Contains(acts[0].Reason, "ReadStream was destroyed inside the program") {
 		t.Errorf("fd 30: %+v", acts[0])
 	}
 	if acts[2].Result != Failed || !strings.Contains(acts[2].Reason, "libproc reads it as the master of ttys003") {

@@ -3,6 +3,7 @@ package act
 import (
 	"fmt"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 )
@@ -36,7 +37,7 @@ func inspectorActions(items []plan.Item, rep inspector.Report, routeErr error) [
 		default:
 			a = NewAction(it, Done, "no handle of the program owned it: closed inside the program")
 		}
-		a.Method = plan.MethodInspector
+		a.Method = policy.MethodInspector
 		a.Reason += tail
 		out = append(out, a)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"os"
 	"os/signal"
 	"syscall"

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 )
@@ -46,7 +47,7 @@ func TestReleaseUsesTheInspectorRouteForOptedInNode(t *testing.T) {
 		t.Fatalf("actions %+v, freed %v", r.Actions, r.Freed)
 	}
 	for _, act := range r.Actions {
-		if act.Result != "done" || act.Method != plan.MethodInspector {
+		if act.Result != "done" || act.Method != policy.MethodInspector {
 			t.Errorf("fd %d: %s %s %q", *act.FD, act.Result, act.Method, act.Reason)
 		}
 	}

@@ -32,16 +32,6 @@ const (
 	RungReport     = "report"
 )
 
-// Methods of the rungs that are not in-place replacements.
-const (
-	// MethodInspector releases an fd through the holder's own inspector.
-	MethodInspector = "inspector"
-	// MethodRevoke revokes a slave's device node: every reference to it,
-	// in every process, becomes a dead vnode (reads return 0, writes and
-	// ioctls fail, close succeeds) and the PTY is freed.
-	MethodRevoke = "revoke"
-)
-
 // InspectorCheck is what a probe found about one holder.
 type InspectorCheck struct {
 	// OK is true when the route may be used.
@@ -84,13 +74,13 @@ func ladder(it *Item, d processDecision, o Options, livePTY string) {
 	f := it.Finding
 	rule := policySource(o.Policy) + " rule " + d.policy.Rule
 	if f.Side == snapshot.Slave && f.State == classify.HungUp && d.inPlaceRefused != "" {
-		it.Verdict, it.Method, it.Rung = Reclaim, MethodRevoke, RungRevoke
+		it.Verdict, it.Method, it.Rung = Reclaim, policy.MethodRevoke, RungRevoke
 		it.RungWhy = d.inPlaceRefused + "; the master is closed, so revoke(2) on its device node releases this slave from outside"
 		it.Reason = f.Evidence + d.lifted + "; " + it.RungWhy
 		return
 	}
 	if d.inspector.OK {
-		it.Verdict, it.Method, it.Rung = Reclaim, MethodInspector, RungInspector
+		it.Verdict, it.Method, it.Rung = Reclaim, policy.MethodInspector, RungInspector
 		it.RungWhy = fmt.Sprintf("runtime: inspector in %s (%s)", rule, d.inspector.Why)
 		if d.inPlaceRefused != "" {
 			it.RungWhy = d.inPlaceRefused + "; " + it.RungWhy
@@ -104,7 +94,7 @@ func ladder(it *Item, d processDecision, o Options, livePTY string) {
 	if d.inPlaceRefused != "" {
 		it.Verdict, it.Method, it.Reason = fallback(d, livePTY)
 		it.Rung = RungReport
-		if it.Method == MethodKillHolder {
+		if it.Method == policy.MethodKillHolder {
 			it.Rung = RungKillHolder
 		}
 		it.RungWhy = d.inPlaceRefused + "; inspector: " + d.inspector.Why

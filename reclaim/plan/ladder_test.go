@@ -55,12 +55,14 @@ allow:
 		Options{Policy: pol, Inspector: pr.check})
 
 	want := []struct {
-		rung, method, inPlace, reason string
+		rung            string
+		method, inPlace policy.Method
+		reason          string
 	}{
-		{RungInspector, MethodInspector, policy.MethodDevNull, "released through the program's own inspector: runtime: inspector in policy test.yaml rule allow[0] (name: node) (" + nodeFacts + ")"},
+		{RungInspector, policy.MethodInspector, policy.MethodDevNull, "released through the program's own inspector: runtime: inspector in policy test.yaml rule allow[0] (name: node) (" + nodeFacts + ")"},
 		// Watched: the inspector ends it through the program's loop; ptrace
 		// may not take it under watched: skip.
-		{RungInspector, MethodInspector, "", "own inspector"},
+		{RungInspector, policy.MethodInspector, "", "own inspector"},
 		{RungInPlace, policy.MethodDevNull, "", "inspector not used: it does not catch SIGUSR1"},
 		{RungInPlace, policy.MethodDevNull, "", "unwatched: defaults.method devnull"},
 	}
@@ -143,15 +145,16 @@ allow:
 		Options{Policy: pol, Inspector: pr.check})
 	refused := "hardened runtime: in-place reclaim refused"
 	want := []struct {
-		verdict      Verdict
-		rung, method string
-		reason       []string
+		verdict Verdict
+		rung    string
+		method  policy.Method
+		reason  []string
 	}{
-		{Reclaim, RungInspector, MethodInspector, []string{refused + "; runtime: inspector in policy test.yaml rule allow[0]", nodeFacts}},
-		{Reclaim, RungRevoke, MethodRevoke, []string{refused + "; the master is closed, so revoke(2) on its device node releases this slave from outside"}},
+		{Reclaim, RungInspector, policy.MethodInspector, []string{refused + "; runtime: inspector in policy test.yaml rule allow[0]", nodeFacts}},
+		{Reclaim, RungRevoke, policy.MethodRevoke, []string{refused + "; the master is closed, so revoke(2) on its device node releases this slave from outside"}},
 		{Skip, RungReport, "", []string{"report only", "inspector: Electron fuse nodeCliInspect is off"}},
 		{Skip, RungReport, "", []string{"report only", "inspector: " + nodeFacts + ", but no allow rule opts it in (runtime: inspector)"}},
-		{Kill, RungKillHolder, MethodKillHolder, []string{"the holder will be ended", "inspector: not Node.js or Electron"}},
+		{Kill, RungKillHolder, policy.MethodKillHolder, []string{"the holder will be ended", "inspector: not Node.js or Electron"}},
 	}
 	for i, w := range want {
 		it := items[i]

@@ -45,7 +45,7 @@ type Item struct {
 	// InPlaceMethod is, for an inspector item, the method the in-place
 	// route would use if the inspector refuses at release time; "" when
 	// the in-place route may not take this fd (watched, watched: skip).
-	InPlaceMethod string
+	InPlaceMethod policy.Method
 }
 
 // Options say who asked for what.

@@ -6,12 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/classify"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
-func rungItem(p *snapshot.Process, fd int, side snapshot.Side, verdict plan.Verdict, method, rung, why string) plan.Item {
+func rungItem(p *snapshot.Process, fd int, side snapshot.Side, verdict plan.Verdict, method policy.Method, rung, why string) plan.Item {
 	return plan.Item{Finding: classify.Finding{Kind: classify.KindPTY, Process: p, FD: fd, Side: side,
 		PTY: snapshot.PTYID{Index: fd}, State: classify.Unattached, Proven: true},
 		Verdict: verdict, Method: method, Rung: rung, RungWhy: why, Reason: "because"}
@@ -21,9 +22,9 @@ func TestAuditSaysTheLadderPerHolder(t *testing.T) {
 	claude := &snapshot.Process{PID: 50, Comm: "Claude"}
 	plainLinux := &snapshot.Process{PID: 60, Comm: "leak"}
 	items := []plan.Item{
-		rungItem(claude, 3, snapshot.Master, plan.Reclaim, plan.MethodInspector, plan.RungInspector, "task port refused; runtime: inspector"),
-		rungItem(claude, 4, snapshot.Master, plan.Reclaim, plan.MethodInspector, plan.RungInspector, "task port refused; runtime: inspector"),
-		rungItem(claude, 5, snapshot.Slave, plan.Reclaim, plan.MethodRevoke, plan.RungRevoke, "task port refused; the master is closed"),
+		rungItem(claude, 3, snapshot.Master, plan.Reclaim, policy.MethodInspector, plan.RungInspector, "task port refused; runtime: inspector"),
+		rungItem(claude, 4, snapshot.Master, plan.Reclaim, policy.MethodInspector, plan.RungInspector, "task port refused; runtime: inspector"),
+		rungItem(claude, 5, snapshot.Slave, plan.Reclaim, policy.MethodRevoke, plan.RungRevoke, "task port refused; the master is closed"),
 		rungItem(plainLinux, 3, snapshot.Master, plan.Reclaim, "devnull", plan.RungInPlace, ""),
 	}
 	snap := &snapshot.Snapshot{Pool: snapshot.Pool{InUse: 500, Limit: 511}}

@@ -1,4 +1,4 @@
-package cli
+package platform
 
 import (
 	"sync"
@@ -9,11 +9,11 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
-// runtimeProbes lets a plan ask this machine about the inspector route:
+// RuntimeProbes lets a plan ask this machine about the inspector route:
 // whether a holder is Node or Electron and may be signalled (the prober,
 // which keeps fuse answers across plans), and who else is logged in (read
 // once per plan, and only when asked).
-func runtimeProbes(prober *inspector.Prober) func(o *plan.Options) {
+func RuntimeProbes(prober *inspector.Prober) func(o *plan.Options) {
 	return func(o *plan.Options) {
 		o.Inspector = func(p *snapshot.Process) plan.InspectorCheck {
 			ok, why := prober.Check(p.PID, p.StartTime)
