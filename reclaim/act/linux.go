@@ -62,11 +62,28 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	}
 	done, fallback := l.reclaimInspector(ctx, p, viaInspector, log)
 	inPlace = append(inPlace, fallback...)
-	if len(inPlace) == 0 {
-		return done, 0
+	var frozen time.Duration
+	if len(inPlace) > 0 {
+		var more []Action
+		more, frozen = l.reclaimInPlace(ctx, p, inPlace, log)
+		done = append(done, more...)
 	}
-	more, frozen := l.reclaimInPlace(ctx, p, inPlace, log)
-	return append(done, more...), frozen
+	// One action per item, in the items' order.
+	byFD := make(map[int]Action, len(done))
+	for _, a := range done {
+		if a.FD != nil {
+			byFD[*a.FD] = a
+		}
+	}
+	out := make([]Action, 0, len(items))
+	for _, it := range items {
+		a, ok := byFD[it.FD]
+		if !ok {
+			a = NewAction(it, Failed, "no route reported anything for this fd")
+		}
+		out = append(out, a)
+	}
+	return out, frozen
 }
 
 // reclaimInspector releases items through the program's own inspector.
