@@ -121,7 +121,7 @@ func statusField(t *testing.T, pid int, key string) string {
 // releaseAs runs `ptyreclaim release` through the daemon as a user.
 func releaseAs(t *testing.T, bin, socket string, uid, gid int, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := as(uid, gid, exec.Command(bin, append([]string{"release", "--socket", socket, "--yes", "--min-idle", "0s"}, args...)...))
+	cmd := testproc.As(uid, gid, exec.Command(bin, append([]string{"release", "--socket", socket, "--yes", "--min-idle", "0s"}, args...)...))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -151,7 +151,7 @@ func TestSelfServiceRefusesWhatTheCallerCouldNotPtrace(t *testing.T) {
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
-	uid, gid := testUser(t, secName("a"))
+	uid, gid := testproc.TestUser(t, secName("a"))
 	hold := buildHold(t, secName("h"))
 	suid := setID(t, hold, secName("su"), 0o755|os.ModeSetuid)
 	sgid := setID(t, hold, secName("sg"), 0o755|os.ModeSetgid)
@@ -167,7 +167,7 @@ func TestSelfServiceRefusesWhatTheCallerCouldNotPtrace(t *testing.T) {
 			return err == nil && fi.Sys().(*syscall.Stat_t).Uid == 0
 		}},
 	} {
-		p := testproc.StartCmd(t, as(uid, gid, exec.Command(c.path, "3", c.mode)))
+		p := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(c.path, "3", c.mode)))
 		if !c.ready(p.PID) {
 			t.Fatalf("%s: the target is not what the attack needs:\n Uid %s\n Gid %s", c.name, statusField(t, p.PID, "Uid"), statusField(t, p.PID, "Gid"))
 		}
@@ -198,7 +198,7 @@ func TestSelfServiceRefusesWhatTheCallerCouldNotPtrace(t *testing.T) {
 
 	// The same user's plain process is hers to release: the rule refuses
 	// only what it must.
-	p := testproc.StartCmd(t, as(uid, gid, exec.Command(hold, "3", "plain")))
+	p := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(hold, "3", "plain")))
 	out, errs, code := releaseAs(t, bin, d.socket, uid, gid, "--pid", strconv.Itoa(p.PID), "--json")
 	if rep := parseReport(t, out); code != 0 || rep.Count("done") != 3 || len(ptmxFDs(t, p.PID)) != 0 {
 		t.Fatalf("her own plain process: exit %d %s %+v", code, errs, rep.Actions)
@@ -238,13 +238,13 @@ func TestSelfServiceChecksAgainUnderTheFreeze(t *testing.T) {
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
-	uid, gid := testUser(t, secName("f"))
+	uid, gid := testproc.TestUser(t, secName("f"))
 	hold := buildHold(t, secName("fl"))
 	outcomes := map[string]int{}
 	var p *testproc.Proc
 	for try := 0; try < 60 && outcomes["refused under the freeze"] == 0; try++ {
 		if p == nil {
-			p = testproc.StartCmd(t, as(uid, gid, exec.Command(hold, "4", "flip")))
+			p = testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(hold, "4", "flip")))
 		}
 		out, errs, code := releaseAs(t, bin, d.socket, uid, gid, "--pid", strconv.Itoa(p.PID), "--json")
 		if code != 0 {
@@ -288,8 +288,8 @@ func TestSelfServiceNamesNoOtherUsersProcess(t *testing.T) {
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
-	uid, gid := testUser(t, secName("r"))
-	p := testproc.StartCmd(t, as(uid, gid, exec.Command(buildHold(t, secName("rh")), "2", "plain")))
+	uid, gid := testproc.TestUser(t, secName("r"))
+	p := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(buildHold(t, secName("rh")), "2", "plain")))
 	tracer := exec.Command("strace", "-q", "-o", "/dev/null", "-p", strconv.Itoa(p.PID))
 	if err := tracer.Start(); err != nil {
 		t.Fatal(err)
@@ -402,7 +402,7 @@ func TestDaemonSIGTERMWaitsForSelfServiceReleases(t *testing.T) {
 	bin := buildForNobody(t)
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
-	uid, gid := testUser(t, secName("t"))
+	uid, gid := testproc.TestUser(t, secName("t"))
 	leak := leakerNamed(t, userName)
 	outcomes := map[string]int{}
 	// The client connects ~20 ms after it starts here, and its release
@@ -424,10 +424,10 @@ func TestDaemonSIGTERMWaitsForSelfServiceReleases(t *testing.T) {
 		if delay == whenTraced {
 			when = "SIGTERM once frozen"
 		}
-		target := testproc.StartCmd(t, as(uid, gid, exec.Command(leak, "300", "2")))
+		target := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(leak, "300", "2")))
 		sigBlk := statusField(t, target.PID, "SigBlk")
 		d := startDaemon(t, bin, policyPath, time.Hour)
-		client := as(uid, gid, exec.Command(bin, "release", "--socket", d.socket, "--yes", "--min-idle", "0s", "--json", "--pid", strconv.Itoa(target.PID)))
+		client := testproc.As(uid, gid, exec.Command(bin, "release", "--socket", d.socket, "--yes", "--min-idle", "0s", "--json", "--pid", strconv.Itoa(target.PID)))
 		var cout, cerr bytes.Buffer
 		client.Stdout, client.Stderr = &cout, &cerr
 		if err := client.Start(); err != nil {
@@ -502,11 +502,11 @@ func TestSelfServiceOneUserCannotLockOthersOut(t *testing.T) {
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour)
-	aUID, aGID := testUser(t, secName("la"))
-	bUID, bGID := testUser(t, secName("lb"))
+	aUID, aGID := testproc.TestUser(t, secName("la"))
+	bUID, bGID := testproc.TestUser(t, secName("lb"))
 	leak := leakerNamed(t, userName)
-	b := testproc.StartCmd(t, as(bUID, bGID, exec.Command(leak, "5")))
-	a := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "5")))
+	b := testproc.StartCmd(t, testproc.As(bUID, bGID, exec.Command(leak, "5")))
+	a := testproc.StartCmd(t, testproc.As(aUID, aGID, exec.Command(leak, "5")))
 
 	// A's hog: 16 connections, never a request. It reports how many the
 	// daemon refused at once (and the first refusal), then, when asked,
@@ -527,7 +527,7 @@ print(first, flush=True)
 sys.stdin.readline()
 print(sum(1 for c in socks if c not in busy and not select.select([c],[],[],0)[0]), flush=True)
 sys.stdin.readline()`
-	h := testproc.StartCmd(t, as(aUID, aGID, exec.Command("/usr/bin/python3", "-c", hog, d.socket)))
+	h := testproc.StartCmd(t, testproc.As(aUID, aGID, exec.Command("/usr/bin/python3", "-c", hog, d.socket)))
 	if h.Ready != "12" {
 		t.Fatalf("the daemon refused %s of A's 16 connections, want 12 (4 per user)", h.Ready)
 	}
@@ -682,9 +682,9 @@ func TestDaemonAuditTrailUnderTheUnitCommandLine(t *testing.T) {
 	// mounts a tmpfs over /run, so the file is read from here first).
 	policyPath := filepath.Join(dir, "policy.yaml")
 	writePolicy(t, policyPath, strings.ReplaceAll(daemonPolicy, "  min_idle: 1s\n", "  min_idle: 1ms\n"))
-	uid, gid := testUser(t, secName("u"))
+	uid, gid := testproc.TestUser(t, secName("u"))
 	leaker := testproc.Start(t, leakerNamed(t, allowedName), "5")
-	refused := testproc.StartCmd(t, as(uid, gid, exec.Command(buildHold(t, secName("uh")), "2", "nodump")))
+	refused := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(buildHold(t, secName("uh")), "2", "nodump")))
 	time.Sleep(10 * time.Millisecond) // idle for longer than min_idle
 
 	setup := `set -e

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -238,41 +237,19 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 }
 
-// testUser creates a real user for the test and removes it afterwards.
-func testUser(t *testing.T, name string) (uid, gid int) {
-	t.Helper()
-	_ = exec.Command("userdel", name).Run()
-	if out, err := exec.Command("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-		t.Fatalf("useradd %s: %v %s", name, err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return uid, gid
-}
-
-func as(uid, gid int, cmd *exec.Cmd) *exec.Cmd {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	return cmd
-}
-
 func TestSelfService(t *testing.T) {
 	bin := buildForNobody(t)
 	policyPath := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
 	writePolicy(t, policyPath, daemonPolicy)
 	d := startDaemon(t, bin, policyPath, time.Hour) // no cycle gets in the way
-	aUID, aGID := testUser(t, "ptyreclaim-ta")
-	bUID, bGID := testUser(t, "ptyreclaim-tb")
+	aUID, aGID := testproc.TestUser(t, "ptyreclaim-ta")
+	bUID, bGID := testproc.TestUser(t, "ptyreclaim-tb")
 	leak := leakerNamed(t, userName)
-	a := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "7")))
-	b := testproc.StartCmd(t, as(bUID, bGID, exec.Command(leak, "7")))
+	a := testproc.StartCmd(t, testproc.As(aUID, aGID, exec.Command(leak, "7")))
+	b := testproc.StartCmd(t, testproc.As(bUID, bGID, exec.Command(leak, "7")))
 
 	release := func(uid, gid int, args ...string) (string, string, int) {
-		cmd := as(uid, gid, exec.Command(bin, append([]string{"release", "--socket", d.socket, "--yes", "--min-idle", "0s"}, args...)...))
+		cmd := testproc.As(uid, gid, exec.Command(bin, append([]string{"release", "--socket", d.socket, "--yes", "--min-idle", "0s"}, args...)...))
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()
@@ -351,7 +328,7 @@ func TestSelfService(t *testing.T) {
 	writePolicy(t, policyPath, strings.Replace(daemonPolicy, "self_service: true", "self_service: false", 1))
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 5*time.Second, "the reload", func() bool { return strings.Count(d.logs(), "policy reloaded") >= 1 })
-	c := testproc.StartCmd(t, as(aUID, aGID, exec.Command(leak, "1")))
+	c := testproc.StartCmd(t, testproc.As(aUID, aGID, exec.Command(leak, "1")))
 	_, errs, code = release(aUID, aGID, "--pid", strconv.Itoa(c.PID))
 	if code == 0 || !strings.Contains(errs, "self-service is off") || len(ptmxFDs(t, c.PID)) != 1 {
 		t.Errorf("self-service off: exit %d: %q", code, errs)

@@ -17,7 +17,7 @@ import (
 // release refuse it with one line naming that directory, exit 2, and the
 // leak the permissive policy would release stays.
 func TestPolicySwappedUnderAUserDirectoryIsRefused(t *testing.T) {
-	uid, gid := testUser(t, "ptyrswap")
+	uid, gid := testproc.TestUser(t, "ptyrswap")
 	base := testproc.PolicyDir(t)
 	etc := filepath.Join(base, "etc")
 	strict := filepath.Join(etc, "ptyreclaim")
@@ -37,7 +37,7 @@ func TestPolicySwappedUnderAUserDirectoryIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mv := range [][]string{{strict, strict + ".orig"}, {spare, strict}} {
-		if out, err := as(uid, gid, exec.Command("mv", mv...)).CombinedOutput(); err != nil {
+		if out, err := testproc.As(uid, gid, exec.Command("mv", mv...)).CombinedOutput(); err != nil {
 			t.Fatalf("the user's mv %v: %v %s", mv, err, out)
 		}
 	}
