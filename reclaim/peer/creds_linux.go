@@ -152,18 +152,18 @@ func threadMayBeTraced(cl Caller, pid int, statusPath string) error {
 	if err != nil {
 		return fmt.Errorf("pid %d: cannot read a thread's status: %v", pid, err)
 	}
-	c, err := parseCreds(b[:n])
+	c, err := procfs.ParseCreds(b[:n])
 	if err != nil {
 		return fmt.Errorf("pid %d: %v", pid, err)
 	}
 	for i := range 4 {
-		if c.uids[i] != cl.UID || c.gids[i] != cl.GID {
+		if c.UIDs[i] != cl.UID || c.GIDs[i] != cl.GID {
 			return fmt.Errorf("pid %d runs with ids that are not all yours (uid %d %d %d %d, gid %d %d %d %d: setuid, setgid or changed ids); you could not ptrace it yourself",
-				pid, c.uids[0], c.uids[1], c.uids[2], c.uids[3], c.gids[0], c.gids[1], c.gids[2], c.gids[3])
+				pid, c.UIDs[0], c.UIDs[1], c.UIDs[2], c.UIDs[3], c.GIDs[0], c.GIDs[1], c.GIDs[2], c.GIDs[3])
 		}
 	}
-	if c.capPrm != 0 || c.capEff != 0 {
-		return fmt.Errorf("pid %d holds capabilities (CapPrm %016x, CapEff %016x); you could not ptrace it yourself", pid, c.capPrm, c.capEff)
+	if c.CapPrm != 0 || c.CapEff != 0 {
+		return fmt.Errorf("pid %d holds capabilities (CapPrm %016x, CapEff %016x); you could not ptrace it yourself", pid, c.CapPrm, c.CapEff)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	if int(st.Uid) != cl.UID || int(st.Gid) != cl.GID {

@@ -614,3 +614,62 @@ func afterFields(line []byte, n int) []byte {
 	}
 	return bytes.TrimLeft(line, " \t")
 }
+
+// Creds are the credentials of one thread, from /proc/PID/task/TID/status.
+type Creds struct {
+	UIDs, GIDs     [4]int // real, effective, saved, fs
+	CapPrm, CapEff uint64
+}
+
+var errCredFields = errors.New("status lacks Uid, Gid, CapPrm or CapEff")
+
+// ParseCreds reads the Uid, Gid, CapPrm and CapEff lines of a status file;
+// all four must be there.
+func ParseCreds(b []byte) (Creds, error) {
+	var c Creds
+	seen := 0
+	err := eachField(b, func(key string, val []byte) error {
+		var err error
+		switch key {
+		case "Uid":
+			c.UIDs, err = parseIDs(val)
+		case "Gid":
+			c.GIDs, err = parseIDs(val)
+		case "CapPrm":
+			c.CapPrm, err = strconv.ParseUint(string(val), 16, 64)
+		case "CapEff":
+			c.CapEff, err = strconv.ParseUint(string(val), 16, 64)
+		default:
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("status line %s: %w", key, err)
+		}
+		seen++
+		return nil
+	})
+	if err != nil {
+		return Creds{}, err
+	}
+	if seen != 4 {
+		return Creds{}, errCredFields
+	}
+	return c, nil
+}
+
+// parseIDs reads the four ids of a Uid or Gid line.
+func parseIDs(val []byte) ([4]int, error) {
+	var ids [4]int
+	f := bytes.Fields(val)
+	if len(f) != 4 {
+		return ids, errors.New("want 4 ids")
+	}
+	for i := range f {
+		n, err := strconv.ParseUint(string(f[i]), 10, 32)
+		if err != nil {
+			return ids, err
+		}
+		ids[i] = int(n)
+	}
+	return ids, nil
+}
