@@ -161,12 +161,6 @@ func modeString(mode uint32) string {
 	return fmt.Sprintf("%04o", mode&0o7777)
 }
 
-// LoadDefault loads the policy at DefaultPath, or returns Default when that
-// file does not exist.
-func LoadDefault() (*Policy, error) {
-	return LoadInstalled(DefaultPath())
-}
-
 // LoadInstalled loads the policy at path, or returns Default when that
 // file does not exist: the installed policy is optional, a broken one is
 // an error.

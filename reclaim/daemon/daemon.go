@@ -91,7 +91,7 @@ func (d *Daemon) loadPolicy() (*policy.Policy, error) {
 	if d.cfg.PolicyPath != "" {
 		return policy.Load(d.cfg.PolicyPath)
 	}
-	return policy.LoadDefault()
+	return policy.LoadInstalled(d.cfg.Platform.Paths.Policy)
 }
 
 func (d *Daemon) policy() *policy.Policy { return d.pol.Load() }
