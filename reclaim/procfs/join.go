@@ -72,6 +72,18 @@ func mergePTY(ptys map[snapshot.PTYID]*snapshot.PTY, p snapshot.PTY) {
 	if p.LastIO.After(cur.LastIO) {
 		cur.LastIO = p.LastIO
 	}
+	// Kernel facts from several copies: a slave is closed only if every
+	// look said so, and a session seen once is there.
+	switch {
+	case p.KernelChecked && cur.KernelChecked:
+		cur.SlaveClosed = cur.SlaveClosed && p.SlaveClosed
+	case p.KernelChecked:
+		cur.KernelChecked, cur.SlaveClosed = true, p.SlaveClosed
+	}
+	if cur.Session == 0 {
+		cur.Session = p.Session
+	}
+
 }
 
 // resolveCTTYs turns each process's tty_nr into a PTYID. tty_nr carries no

@@ -98,6 +98,9 @@ func (s *Source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 	}
 
 	join(snap, scans, newLiveKernel(mounts))
+	if len(opts.Nodes) > 0 {
+		snap.NodesGone = nodesGone(opts.Nodes, mounts)
+	}
 
 	if snap.Unreadable > 0 && os.Geteuid() != 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf(
