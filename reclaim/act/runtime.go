@@ -1,0 +1,45 @@
+package act
+
+import (
+	"fmt"
+
+	"github.com/ptyreclaim/ptyreclaim/policy"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+)
+
+// inspectorActions turns what the inspector route did into one action per
+// item, in order. An fd is done only when it is seen gone from outside.
+func inspectorActions(items []plan.Item, rep inspector.Report, routeErr error) []Action {
+	byFD := map[int]inspector.FDResult{}
+	for _, o := range rep.Outcomes {
+		byFD[o.FD] = o
+	}
+	tail := ""
+	if rep.StillOpen {
+		tail = "; the inspector is still open on 127.0.0.1:9229 (it closes when the program ends)"
+	}
+	out := make([]Action, 0, len(items))
+	for _, it := range items {
+		o, ok := byFD[it.FD]
+		var a Action
+		switch {
+		case !ok && routeErr != nil:
+			a = NewAction(it, Failed, "inspector route: "+routeErr.Error())
+		case !ok:
+			a = NewAction(it, Failed, "the inspector route reported nothing for this fd")
+		case o.How == "failed":
+			a = NewAction(it, Failed, "inside the program: "+o.Error)
+		case !o.Verified:
+			a = NewAction(it, Failed, fmt.Sprintf("the program says it %s the fd, but it is still open", o.How))
+		case o.How == "destroyed":
+			a = NewAction(it, Done, fmt.Sprintf("its %s was destroyed inside the program, as on a real hang-up (the program's own close handlers run)", o.Owner))
+		default:
+			a = NewAction(it, Done, "no handle of the program owned it: closed inside the program")
+		}
+		a.Method = policy.MethodInspector
+		a.Reason += tail
+		out = append(out, a)
+	}
+	return out
+}

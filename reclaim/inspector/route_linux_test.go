@@ -1,0 +1,286 @@
+package inspector
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
+)
+
+func startTime(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.StartTime
+}
+
+func fdOpen(pid, fd int) bool {
+	_, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/fd/" + strconv.Itoa(fd))
+	return err == nil
+}
+
+// fileIDs is what fstat says about each fd of pid, read from outside
+// (stat follows /proc/PID/fd/N to the open file).
+func fileIDs(t *testing.T, pid int, fds []int) map[int]FileID {
+	t.Helper()
+	out := map[int]FileID{}
+	for _, fd := range fds {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), &st); err != nil {
+			t.Fatal(err)
+		}
+		out[fd] = FileID{Dev: uint32(st.Dev), Ino: st.Ino, Rdev: uint32(st.Rdev)}
+	}
+	return out
+}
+
+// inspectorOpen reports whether pid listens on the inspector's port.
+func inspectorOpen(pid int) bool {
+	own, _ := listenerOf(pid, DefaultPort)
+	return own
+}
+
+// signalledMessages are what Node prints on stderr when SIGUSR1 reaches
+// it: the inspector opened, or failed to.
+var signalledMessages = []string{"Debugger listening", "Starting inspector"}
+
+func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 3)
+	masters, slaves, raw := a.FDs()
+	// Every PTY fd of the program, as the plan would see them: besides
+	// the fds the streams own, each pty.open() left openpty's own slave
+	// fd behind (libuv reopens a slave for its tty handle), owned by
+	// nothing.
+	fds := testproc.PTYFDs(t, a.PID)
+	if len(fds) != 10 {
+		t.Fatalf("the app holds PTY fds %v, want 3 masters, 6 slaves and a raw master", fds)
+	}
+	owned := map[int]bool{}
+	for _, fd := range append(append([]int{}, masters...), slaves...) {
+		owned[fd] = true
+	}
+	if node, err := IsNode(a.PID); err != nil || !node {
+		t.Fatalf("IsNode(%d) = %v, %v", a.PID, node, err)
+	}
+	before := testproc.PTYCount(t)
+	hits := a.Get(t)
+
+	rep, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: fileIDs(t, a.PID, fds)}, nil)
+	if err != nil {
+		t.Fatalf("release: %v (%+v)", err, rep)
+	}
+	if rep.StillOpen || rep.Open <= 0 {
+		t.Fatalf("inspector: still open %v, open for %s", rep.StillOpen, rep.Open)
+	}
+	how := map[int]string{}
+	for _, o := range rep.Outcomes {
+		if !o.Verified {
+			t.Errorf("fd %d: %+v not verified", o.FD, o)
+		}
+		how[o.FD] = o.How
+	}
+	for _, fd := range fds {
+		switch {
+		case owned[fd] && how[fd] != "destroyed":
+			t.Errorf("fd %d (owned by a tty.ReadStream): %q, want destroyed", fd, how[fd])
+		case !owned[fd] && how[fd] != "closed":
+			t.Errorf("fd %d (owned by nothing): %q, want closed", fd, how[fd])
+		}
+	}
+	if how[raw] != "closed" {
+		t.Errorf("the raw master %d: %q, want closed", raw, how[raw])
+	}
+	// The kernel's view: every fd gone, the PTYs free.
+	for _, fd := range fds {
+		if fdOpen(a.PID, fd) {
+			t.Errorf("fd %d is still open in pid %d", fd, a.PID)
+		}
+	}
+	// The kernel frees a PTY from a work queue after the last close.
+	after := testproc.PTYCount(t)
+	for deadline := time.Now().Add(5 * time.Second); after > before-4 && time.Now().Before(deadline); after = testproc.PTYCount(t) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after > before-4 {
+		t.Errorf("PTYs in use %d -> %d, want 4 fewer", before, after)
+	}
+	// The port is closed again, and the program ran its own close handlers.
+	if inspectorOpen(a.PID) {
+		t.Error("the inspector still listens")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:9229", time.Second); err == nil {
+		c.Close()
+		t.Error("127.0.0.1:9229 still takes connections")
+	}
+	var seen []map[string]any
+	for i := 0; i < 6; i++ {
+		a.Next(t, "close", &seen)
+	}
+	// Still the same program, still working: it serves and spawns PTYs.
+	a.StillWorks(t, hits, &seen)
+}
+
+// The program's own fstat decides right before it acts: an fd whose
+// number now names another file is left alone, the others go.
+func TestInspectorLeavesAnFDThatIsAnotherFileNow(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, raw := a.FDs()
+	fds := []int{masters[0], raw}
+	expect := fileIDs(t, a.PID, fds)
+	e := expect[raw]
+	e.Ino++ // what the plan saw was another file
+	expect[raw] = e
+	rep, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: expect}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]FDResult{}
+	for _, o := range rep.Outcomes {
+		got[o.FD] = o
+	}
+	if o := got[raw]; o.How != "failed" || !strings.Contains(o.Error, "is another file now") || !fdOpen(a.PID, raw) {
+		t.Errorf("the changed fd: %+v, open %v", o, fdOpen(a.PID, raw))
+	}
+	if o := got[masters[0]]; o.How != "destroyed" || !o.Verified {
+		t.Errorf("the planned fd: %+v", o)
+	}
+	if inspectorOpen(a.PID) {
+		t.Error("the inspector still listens")
+	}
+}
+
+// catchUSR1 catches SIGUSR1 like Node but is not Node; it reports how many
+// it received on each stdin line.
+const catchUSR1 = `
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t got;
+static void on(int s) { (void)s; got++; }
+int main(void) {
+	signal(SIGUSR1, on);
+	printf("ready\n"); fflush(stdout);
+	char line[64];
+	while (fgets(line, sizeof line, stdin)) { printf("%d\n", (int)got); fflush(stdout); }
+	return 0;
+}
+`
+
+func sigCgtOf(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sigCgt(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestNeverSignalsAProcessThatIsNotNode(t *testing.T) {
+	for name, src := range map[string]string{"catches": catchUSR1, "default": testproc.LeakMasters} {
+		t.Run(name, func(t *testing.T) {
+			p := testproc.Start(t, testproc.BuildC(t, "notnode", src))
+			catches := CatchesSIGUSR1(sigCgtOf(t, p.PID))
+			if catches != (name == "catches") {
+				t.Fatalf("SigCgt says catches SIGUSR1: %v", catches)
+			}
+			want := "is not Node.js or Electron"
+			if !catches {
+				want = "does not catch SIGUSR1"
+			}
+			ok, why := NewProber().Check(p.PID, startTime(t, p.PID))
+			if ok || !strings.Contains(why, want) {
+				t.Fatalf("Check: %v %q, want a refusal %q", ok, why, want)
+			}
+			_, err := Release(context.Background(), Target{PID: p.PID, StartTime: startTime(t, p.PID), FDs: []int{0}}, nil)
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not signalled") {
+				t.Fatalf("release: %v, want a refusal %q", err, want)
+			}
+			// The default action of SIGUSR1 ends a process: it is alive,
+			// and its mask still shows no handler.
+			if !testproc.Alive(p.PID) || CatchesSIGUSR1(sigCgtOf(t, p.PID)) != catches {
+				t.Fatal("the process died or changed")
+			}
+			if catches {
+				io.WriteString(p.Stdin, "n\n")
+				if got := <-p.Lines; got != "0" {
+					t.Fatalf("it received %s SIGUSR1", got)
+				}
+			}
+		})
+	}
+}
+
+func TestProberSaysWhyOnANodeApp(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	ok, why := NewProber().Check(a.PID, startTime(t, a.PID))
+	if !ok || why != "Node.js or Electron, catches SIGUSR1, no Electron fuse wire in the binary, port 9229 free" {
+		t.Fatalf("Check: %v %q", ok, why)
+	}
+	if ok, why := NewProber().Check(a.PID, startTime(t, a.PID)+1); ok || !strings.Contains(why, "another process now") {
+		t.Fatalf("reused pid: %v %q", ok, why)
+	}
+	for _, m := range signalledMessages {
+		if strings.Contains(a.Stderr(), m) {
+			t.Fatalf("Check signalled the app: %q", a.Stderr())
+		}
+	}
+}
+
+func TestRefusesWhenAnotherProcessHoldsThePort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(DefaultPort))
+	if err != nil {
+		t.Fatalf("cannot take port %d for the test: %v", DefaultPort, err)
+	}
+	defer l.Close()
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, _ := a.FDs()
+	if ok, why := NewProber().Check(a.PID, startTime(t, a.PID)); ok || why != "port 9229 is taken by another process" {
+		t.Fatalf("Check: %v %q", ok, why)
+	}
+	_, err = Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: masters}, nil)
+	if err == nil || !strings.Contains(err.Error(), "taken by another process") {
+		t.Fatalf("release: %v, want a refusal", err)
+	}
+	if !fdOpen(a.PID, masters[0]) {
+		t.Fatal("the fd was touched")
+	}
+	// Not signalled: Node would have tried to open its inspector and
+	// said so on stderr.
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range signalledMessages {
+		if strings.Contains(a.Stderr(), m) {
+			t.Fatalf("the app was signalled: %q", a.Stderr())
+		}
+	}
+	a.Get(t)
+}
+
+func TestRefusesAReusedPID(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, _ := a.FDs()
+	_, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID) + 1, FDs: masters}, nil)
+	if err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("release: %v", err)
+	}
+	if inspectorOpen(a.PID) || !fdOpen(a.PID, masters[0]) || strings.Contains(a.Stderr(), "Debugger") {
+		t.Fatal("signalled or touched")
+	}
+}
