@@ -148,7 +148,7 @@ func (l *Linux) reclaimInspector(ctx context.Context, p *snapshot.Process, items
 	if inspect == nil {
 		inspect = inspector.Release
 	}
-	rep, err := inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect}, log)
+	rep, err := inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, NoClose: watched(todo)}, log)
 	if err != nil && len(rep.Outcomes) == 0 && !rep.StillOpen {
 		items = todo
 		settled, fallback := settle(err.Error())

@@ -43,3 +43,16 @@ func inspectorActions(items []plan.Item, rep inspector.Report, routeErr error) [
 	}
 	return out
 }
+
+// watched marks the items' fds something in the holder watches (epoll,
+// kqueue): the inspector releases them only through the net.Socket that
+// owns them, never by a bare close.
+func watched(items []plan.Item) map[int]bool {
+	out := map[int]bool{}
+	for _, it := range items {
+		if it.Watched {
+			out[it.FD] = true
+		}
+	}
+	return out
+}

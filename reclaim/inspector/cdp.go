@@ -1,6 +1,7 @@
 package inspector
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,10 +24,21 @@ type target struct {
 	WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
 }
 
-// listTargets asks the inspector's HTTP endpoint for its debugging targets.
-func listTargets(addr string, timeout time.Duration) ([]target, error) {
-	c := &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := c.Get("http://" + addr + "/json/list")
+// listTargets asks the inspector's HTTP endpoint for its debugging
+// targets, over a connection dial proves.
+func listTargets(ctx context.Context, addr string, dial func(context.Context) (net.Conn, error), deadline time.Time) ([]target, error) {
+	tr := &http.Transport{
+		Proxy:             nil,
+		DisableKeepAlives: true,
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: time.Until(deadline), Transport: tr}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/json/list", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +65,8 @@ func parseTargets(r io.Reader) ([]target, error) {
 	return out, nil
 }
 
-func dialSession(addr, wsURL string, deadline time.Time) (*session, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+func dialSession(ctx context.Context, dial func(context.Context) (net.Conn, error), wsURL string, deadline time.Time) (*session, error) {
+	c, err := dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -189,8 +201,12 @@ func builtin(name string) string {
 // is still the file the plan saw (want: dev and rdev, low 32 bits, and
 // ino, as decimal strings); then it destroys the sockets whose libuv handle
 // owns the fd, so the program's own close handlers run as on a real
-// hang-up, or closes an fd no socket owns. It returns one outcome per fd.
-const releaseFunction = `function (fds, want) {
+// hang-up, or closes an fd no socket owns, unless noClose says the fd is
+// watched (epoll, kqueue): then a handle the evaluation cannot see (a
+// native addon's) owns it, and closing it under that handle would leave
+// the handle working on a number the next open reuses. It returns one
+// outcome per fd.
+const releaseFunction = `function (fds, want, noClose) {
 	const fs = ` + "%s" + `;
 	const low32 = (v) => String(BigInt.asUintN(32, v));
 	const out = [];
@@ -209,6 +225,8 @@ const releaseFunction = `function (fds, want) {
 			if (owners.length > 0) {
 				for (const s of owners) s.destroy();
 				out.push({fd: fd, how: "destroyed", owner: (owners[0].constructor && owners[0].constructor.name) || "Socket", count: owners.length});
+			} else if (noClose[i]) {
+				out.push({fd: fd, how: "failed", error: "fd " + fd + " is watched, but no net.Socket owns it: its owner is a handle the evaluation cannot see, left open"});
 			} else {
 				fs.closeSync(fd);
 				out.push({fd: fd, how: "closed"});
@@ -278,10 +296,44 @@ func parseOutcomes(raw json.RawMessage, fds []int) ([]Outcome, error) {
 	return out, nil
 }
 
-// releaseFDs runs the whole exchange: find every net.Socket, release the
-// fds, drop our references, and close the inspector from inside once this
-// session has gone.
-func (s *session) releaseFDs(fds []int, expect map[int]FileID) ([]Outcome, error) {
+// noCloseArg is the noClose argument of releaseFunction, one flag per fd.
+func noCloseArg(fds []int, noClose map[int]bool) []bool {
+	out := make([]bool, len(fds))
+	for i, fd := range fds {
+		out[i] = noClose[fd]
+	}
+	return out
+}
+
+// deadmanKey names the timer the target keeps while we talk to it.
+const deadmanKey = "Symbol.for('ptyreclaim.inspector.deadline')"
+
+// armDeadman has the target close its own inspector at the deadline
+// whatever happens to us: if this process dies or hangs mid-exchange, the
+// endpoint still closes on time. The timer is unref'd, so it never keeps
+// the program alive; closeInspector clears it.
+func (s *session) armDeadman(deadline time.Time) error {
+	ms := time.Until(deadline).Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	var res evalResult
+	if err := s.call("Runtime.evaluate", map[string]any{
+		"expression": "(() => { const t = setTimeout(() => " + builtin("inspector") + ".close(), " +
+			strconv.FormatInt(ms, 10) + "); t.unref(); globalThis[" + deadmanKey + "] = t; return true })()",
+		"silent": true,
+	}, &res); err != nil {
+		return err
+	}
+	return res.err()
+}
+
+// releaseFDs runs the whole exchange: arm the dead-man timer, find every
+// net.Socket, release the fds, and drop our references.
+func (s *session) releaseFDs(fds []int, expect map[int]FileID, noClose map[int]bool, deadline time.Time) ([]Outcome, error) {
+	if err := s.armDeadman(deadline); err != nil {
+		return nil, err
+	}
 	defer func() {
 		_ = s.call("Runtime.releaseObjectGroup", map[string]any{"objectGroup": objectGroup}, nil)
 	}()
@@ -309,7 +361,7 @@ func (s *session) releaseFDs(fds []int, expect map[int]FileID) ([]Outcome, error
 	if err := s.call("Runtime.callFunctionOn", map[string]any{
 		"objectId":            objs.Objects.ObjectID,
 		"functionDeclaration": fmt.Sprintf(releaseFunction, builtin("fs")),
-		"arguments":           []map[string]any{{"value": fds}, {"value": expectArg(fds, expect)}},
+		"arguments":           []map[string]any{{"value": fds}, {"value": expectArg(fds, expect)}, {"value": noCloseArg(fds, noClose)}},
 		"returnByValue":       true,
 		"silent":              true,
 	}, &res); err != nil {
@@ -326,7 +378,9 @@ func (s *session) releaseFDs(fds []int, expect map[int]FileID) ([]Outcome, error
 func (s *session) closeInspector() error {
 	var res evalResult
 	if err := s.call("Runtime.evaluate", map[string]any{
-		"expression": "setImmediate(() => " + builtin("inspector") + ".close()), true", "silent": true,
+		"expression": "clearTimeout(globalThis[" + deadmanKey + "]), delete globalThis[" + deadmanKey + "], " +
+			"setImmediate(() => " + builtin("inspector") + ".close()), true",
+		"silent": true,
 	}, &res); err != nil {
 		return err
 	}

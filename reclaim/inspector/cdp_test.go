@@ -216,7 +216,15 @@ func fakeInspector(t *testing.T, conn net.Conn, answers map[string]string, calls
 		// An event first: the client must skip it.
 		conn.Write(serverFrame(true, opText, []byte(`{"method":"Runtime.executionContextCreated","params":{}}`)))
 		res := answers[cmd.Method]
-		if cmd.Method == "Runtime.evaluate" && strings.Contains(string(p), "inspector") && strings.Contains(string(p), ".close()") {
+		if cmd.Method == "Runtime.callFunctionOn" && !strings.Contains(string(p), `{"value":[true,false]}`) {
+			t.Errorf("callFunctionOn without the noClose flags: %s", p)
+		}
+		if cmd.Method == "Runtime.evaluate" && strings.Contains(string(p), "setTimeout") && !strings.Contains(string(p), ".unref()") {
+			t.Errorf("the dead-man timer would keep the program alive: %s", p)
+		}
+		// The close: the dead-man timer cleared, inspector.close() once
+		// this session is gone.
+		if cmd.Method == "Runtime.evaluate" && strings.Contains(string(p), "clearTimeout") && strings.Contains(string(p), "setImmediate") {
 			res = `{"result":{"type":"boolean","value":true}}`
 			conn.Write(serverFrame(true, opText, []byte(`{"id":`+itoa(cmd.ID)+`,"result":`+res+`}`)))
 			conn.Write(serverFrame(true, opClose, []byte{0x03, 0xe8}))
@@ -250,7 +258,7 @@ func TestSessionExchangeOnFixtureBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &session{ws: ws, nextID: 1}
-	outs, err := s.releaseFDs([]int{20, 29}, nil)
+	outs, err := s.releaseFDs([]int{20, 29}, nil, map[int]bool{20: true}, deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +278,8 @@ func TestSessionExchangeOnFixtureBytes(t *testing.T) {
 	for c := range calls {
 		got = append(got, c)
 	}
-	want := "Runtime.evaluate Runtime.queryObjects Runtime.callFunctionOn Runtime.releaseObjectGroup Runtime.evaluate"
+	// The dead-man timer first, the close last.
+	want := "Runtime.evaluate Runtime.evaluate Runtime.queryObjects Runtime.callFunctionOn Runtime.releaseObjectGroup Runtime.evaluate"
 	if strings.Join(got, " ") != want {
 		t.Errorf("calls %v, want %s", got, want)
 	}

@@ -52,6 +52,10 @@ type Target struct {
 	// fd alone when it is another file now (the number was reused). An fd
 	// without an entry is not compared.
 	Expect map[int]FileID
+	// NoClose marks the fds something in the program watches (epoll,
+	// kqueue): they are released only by destroying the net.Socket that
+	// owns them, never closed bare.
+	NoClose map[int]bool
 	// Port is the inspector's port; 0 means DefaultPort.
 	Port int
 	// Timeout bounds the whole route; 0 means DefaultTimeout.

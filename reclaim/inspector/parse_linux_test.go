@@ -28,7 +28,7 @@ func TestParseExecMappings(t *testing.T) {
 7ffd1e3f2000-7ffd1e3f4000 r-xp 00000000 00:00 0                          [vdso]
 `
 	got := parseExecMappings([]byte(maps))
-	if len(got) != 2 || got[0] != (mapping{dev: "08:02", inode: "173521", path: "/usr/bin/node"}) || got[1].path != "/tmp/.mount_App/usr/lib/electron app" || got[1].dev != "00:2d" {
+	if len(got) != 2 || got[0] != (mapping{rng: "00400000-00452000", dev: "08:02", inode: "173521", path: "/usr/bin/node"}) || got[1].path != "/tmp/.mount_App/usr/lib/electron app" || got[1].dev != "00:2d" {
 		t.Fatalf("%+v", got)
 	}
 }
@@ -45,5 +45,29 @@ func TestSigCgt(t *testing.T) {
 	}
 	if _, err := sigCgt([]byte("Name:\tx\n")); err == nil {
 		t.Fatal("missing SigCgt accepted")
+	}
+}
+
+// TestParseConns reads the connections of /proc/net/tcp: the server end
+// of a connection to the inspector (inode 0 while in the accept queue).
+func TestParseConns(t *testing.T) {
+	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:240D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 561234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:240D 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 561299 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:240D 0100007F:C351 01 00000000:00000000 00:00000000 00000000     0        0 0 1 0000000000000000 20 4 30 10 -1
+   3: 0A00020F:C350 0100007F:zz 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 20 4 30 10 -1
+`
+	got := parseConns([]byte(tcp))
+	if len(got) != 3 {
+		t.Fatalf("%+v", got)
+	}
+	if c := got[1]; c.local.String() != "127.0.0.1:9229" || c.remote.String() != "127.0.0.1:50000" || c.state != "01" || c.inode != 561299 {
+		t.Errorf("%+v", c)
+	}
+	if c := got[2]; c.remote.Port() != 50001 || c.inode != 0 {
+		t.Errorf("%+v", c)
+	}
+	if a, ok := parseHexAddrPort("0F02000A:0016"); !ok || a.String() != "10.0.2.15:22" {
+		t.Errorf("%v %v", a, ok)
 	}
 }

@@ -3,6 +3,8 @@ package inspector
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -22,6 +24,12 @@ type host interface {
 	listener(port int) (own, foreign bool)
 	// sigusr1 sends the one signal the route sends.
 	sigusr1() error
+	// accepted looks for the server end of our connection from local to
+	// the target's port: held when the target holds it (its inspector
+	// accepted us), foreign when someone else does. Neither means not
+	// accepted yet, or (macOS, which shows only the target's sockets)
+	// not the target's.
+	accepted(local netip.AddrPort, port int) (held, foreign bool)
 	// gone reports whether fd has left the process, seen from outside.
 	gone(fd int) bool
 	close()
@@ -74,7 +82,7 @@ func release(ctx context.Context, h host, t Target, log *zap.Logger) (Report, er
 		return rep, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	outcomes, relErr := exchange(addr, t, deadline)
+	outcomes, relErr := exchange(ctx, h, addr, port, t, deadline)
 	// Wait for the listener to go, whatever the exchange did.
 	if err := waitListener(ctx, h, t.PID, port, false); err != nil {
 		rep.StillOpen = true
@@ -111,21 +119,61 @@ func waitListener(ctx context.Context, h host, pid, port int, open bool) error {
 	}
 }
 
+// provenDial connects to the inspector and proves, before a byte is sent,
+// that the target itself accepted the connection: the server end of this
+// very connection is in its fd table. The listener seen before the signal
+// could have been replaced since; a connection accepted by anyone else is
+// closed unused.
+func provenDial(ctx context.Context, h host, addr string, port int, deadline time.Time) (net.Conn, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	tcp, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("inspector: local address %v is not TCP", c.LocalAddr())
+	}
+	local := netip.AddrPortFrom(tcp.AddrPort().Addr().Unmap(), tcp.AddrPort().Port())
+	for {
+		held, foreign := h.accepted(local, port)
+		switch {
+		case held:
+			_ = c.SetDeadline(deadline)
+			return c, nil
+		case foreign:
+			c.Close()
+			return nil, fmt.Errorf("the connection to %s was accepted by another process, not the target: not talking to it", addr)
+		}
+		select {
+		case <-ctx.Done():
+			c.Close()
+			return nil, fmt.Errorf("the target never held the server end of the connection to %s: not talking to it", addr)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 // exchange talks to the inspector: release the fds, then have the target
-// close its inspector, and wait for it to close the connection.
-func exchange(addr string, t Target, deadline time.Time) ([]Outcome, error) {
-	targets, err := listTargets(addr, time.Until(deadline))
+// close its inspector, and wait for it to close the connection. Every
+// connection it makes is proven to be the target's (provenDial).
+func exchange(ctx context.Context, h host, addr string, port int, t Target, deadline time.Time) ([]Outcome, error) {
+	dial := func(ctx context.Context) (net.Conn, error) { return provenDial(ctx, h, addr, port, deadline) }
+	targets, err := listTargets(ctx, addr, dial, deadline)
 	if err != nil {
 		return nil, err
 	}
 	if len(targets) != 1 {
 		return nil, fmt.Errorf("inspector on %s lists %d node targets, want 1", addr, len(targets))
 	}
-	s, err := dialSession(addr, targets[0].WebSocketDebuggerURL, deadline)
+	s, err := dialSession(ctx, dial, targets[0].WebSocketDebuggerURL, deadline)
 	if err != nil {
 		return nil, err
 	}
-	outcomes, relErr := s.releaseFDs(t.FDs, t.Expect)
+	outcomes, relErr := s.releaseFDs(t.FDs, t.Expect, t.NoClose, deadline)
 	if err := s.closeInspector(); err != nil {
 		// The target will not close its inspector: say goodbye ourselves.
 		s.ws.close()

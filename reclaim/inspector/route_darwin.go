@@ -212,6 +212,25 @@ func (h *darwinHost) recheck() error {
 
 func (h *darwinHost) listener(port int) (own, foreign bool) { return listenerDarwin(h.t.PID, port) }
 
+// accepted finds the server end of our connection among the target's
+// sockets. libproc shows one process's sockets only, so a connection
+// someone else accepted is never seen as foreign here: the caller waits
+// to its deadline and refuses.
+func (h *darwinHost) accepted(local netip.AddrPort, port int) (held, foreign bool) {
+	socks, err := libproc.TCPSockets(h.t.PID)
+	if err != nil {
+		return false, false
+	}
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	for _, s := range socks {
+		if s.Established && s.Port == port && s.Addr.Unmap() == lo &&
+			s.Peer.Port() == local.Port() && s.Peer.Addr().Unmap() == local.Addr() {
+			return true, false
+		}
+	}
+	return false, false
+}
+
 func (h *darwinHost) sigusr1() error {
 	start, exited, err := libproc.Identity(h.t.PID)
 	if err != nil || exited || (h.t.StartTime != 0 && start != h.t.StartTime) {

@@ -9,9 +9,11 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -50,7 +52,7 @@ func isNode(pid int) (node, fuseSkipped bool, err error) {
 			fuseSkipped = true
 			continue
 		}
-		if exportsSymbol(procPath(pid, "root")+m.path, nodeSymbol) {
+		if exportsSymbol(pid, m, nodeSymbol) {
 			return true, fuseSkipped, nil
 		}
 	}
@@ -58,6 +60,7 @@ func isNode(pid int) (node, fuseSkipped bool, err error) {
 }
 
 type mapping struct {
+	rng   string // "start-end" in hex, the name in /proc/PID/map_files
 	dev   string // "major:minor" in hex, as maps writes it
 	inode string
 	path  string
@@ -73,7 +76,7 @@ func parseExecMappings(maps []byte) []mapping {
 		if len(f) < 6 || len(f[1]) < 3 || f[1][2] != 'x' || !strings.HasPrefix(f[5], "/") {
 			continue
 		}
-		out = append(out, mapping{dev: f[3], inode: f[4], path: strings.Join(f[5:], " ")})
+		out = append(out, mapping{rng: f[0], dev: f[3], inode: f[4], path: strings.Join(f[5:], " ")})
 	}
 	return out
 }
@@ -108,12 +111,54 @@ func fuseDevices(pid int) (map[string]bool, error) {
 	return out, nil
 }
 
-func exportsSymbol(path, name string) bool {
-	f, err := elf.Open(path)
+// openMapped opens the very file behind mapping m of pid. The path in maps
+// may name another file by now (renamed over, or a symlink into a FUSE
+// mount or to a FIFO, either of which would hold the reader forever), so
+// the kernel's own link to the mapped file is used: /proc/PID/map_files
+// (root only). Without it, the path is opened without blocking, and
+// anything but a regular file with the mapping's inode is refused.
+func openMapped(pid int, m mapping) (*os.File, error) {
+	f, err := os.OpenFile(procPath(pid, "map_files/"+mapFilesName(m.rng)), os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if errors.Is(err, os.ErrPermission) {
+		f, err = os.OpenFile(procPath(pid, "root")+m.path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || strconv.FormatUint(st.Ino, 10) != m.inode {
+		f.Close()
+		return nil, fmt.Errorf("%s is not the mapped file any more", m.path)
+	}
+	return f, nil
+}
+
+// mapFilesName is a maps range as map_files names it: hex without the
+// leading zeros maps pads with.
+func mapFilesName(rng string) string {
+	a, b, _ := strings.Cut(rng, "-")
+	start, err1 := strconv.ParseUint(a, 16, 64)
+	end, err2 := strconv.ParseUint(b, 16, 64)
+	if err1 != nil || err2 != nil {
+		return rng
+	}
+	return strconv.FormatUint(start, 16) + "-" + strconv.FormatUint(end, 16)
+}
+
+func exportsSymbol(pid int, m mapping, name string) bool {
+	r, err := openMapped(pid, m)
 	if err != nil {
 		return false
 	}
-	defer f.Close()
+	defer r.Close()
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return false
+	}
 	syms, err := f.DynamicSymbols()
 	if err != nil {
 		return false
@@ -160,6 +205,10 @@ func (h *linuxHost) recheck() error {
 
 func (h *linuxHost) listener(port int) (own, foreign bool) {
 	return listenerOf(h.t.PID, port)
+}
+
+func (h *linuxHost) accepted(local netip.AddrPort, port int) (held, foreign bool) {
+	return acceptedBy(h.t.PID, local, port)
 }
 
 func (h *linuxHost) sigusr1() error {
@@ -233,6 +282,7 @@ func fuseAllows(pid int, cache map[string]fuseAnswer) (bool, string) {
 		return false, "its mounts are unreadable"
 	}
 	key := ""
+	var exeMap mapping
 	for _, m := range parseExecMappings(maps) {
 		if m.path != exe {
 			continue
@@ -241,6 +291,7 @@ func fuseAllows(pid int, cache map[string]fuseAnswer) (bool, string) {
 			return false, "its executable is on a FUSE mount, whose fuse wire is never read"
 		}
 		key = m.dev + " " + m.inode + " " + m.path
+		exeMap = m
 		break
 	}
 	if key == "" {
@@ -249,7 +300,9 @@ func fuseAllows(pid int, cache map[string]fuseAnswer) (bool, string) {
 	if a, ok := cache[key]; ok {
 		return a.ok, a.why
 	}
-	f, err := os.Open(procPath(pid, "exe"))
+	// The mapping checked above, not /proc/PID/exe: an exec since then
+	// could have put a file on a FUSE mount behind that link.
+	f, err := openMapped(pid, exeMap)
 	if err != nil {
 		return false, "its executable is unreadable"
 	}
@@ -355,6 +408,72 @@ func socketInodes(pid int) map[uint64]bool {
 		}
 	}
 	return out
+}
+
+// conn is one TCP socket of /proc/net/tcp, as the kernel lists it.
+type conn struct {
+	local, remote netip.AddrPort
+	state         string // hex, 01: TCP_ESTABLISHED
+	inode         uint64 // 0 while in an accept queue
+}
+
+// parseConns returns the IPv4 sockets of a /proc/net/tcp text. The kernel
+// prints an address as its four bytes in memory order, read as one
+// native-endian word: the little-endian hosts we build for (amd64, arm64).
+func parseConns(data []byte) []conn {
+	var out []conn
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if i == 0 || len(f) < 10 {
+			continue
+		}
+		l, ok1 := parseHexAddrPort(f[1])
+		r, ok2 := parseHexAddrPort(f[2])
+		inode, err := strconv.ParseUint(f[9], 10, 64)
+		if !ok1 || !ok2 || err != nil {
+			continue
+		}
+		out = append(out, conn{local: l, remote: r, state: f[3], inode: inode})
+	}
+	return out
+}
+
+func parseHexAddrPort(s string) (netip.AddrPort, bool) {
+	a, p, ok := strings.Cut(s, ":")
+	if !ok || len(a) != 8 {
+		return netip.AddrPort{}, false
+	}
+	ip, err1 := strconv.ParseUint(a, 16, 32)
+	port, err2 := strconv.ParseUint(p, 16, 16)
+	if err1 != nil || err2 != nil {
+		return netip.AddrPort{}, false
+	}
+	b := [4]byte{byte(ip), byte(ip >> 8), byte(ip >> 16), byte(ip >> 24)}
+	return netip.AddrPortFrom(netip.AddrFrom4(b), uint16(port)), true
+}
+
+// acceptedBy looks for the server end of the connection from local to
+// 127.0.0.1:port: held when its socket is in pid's fd table, foreign when
+// it has been accepted (it has an inode) into someone else's.
+func acceptedBy(pid int, local netip.AddrPort, port int) (held, foreign bool) {
+	data, err := os.ReadFile(procPath(pid, "net/tcp"))
+	if err != nil {
+		return false, false
+	}
+	server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
+	for _, c := range parseConns(data) {
+		if c.local != server || c.remote != local || c.state != "01" || c.inode == 0 {
+			continue
+		}
+		if socketInodes(pid)[c.inode] {
+			return true, false
+		}
+		// accept(2) gives the socket its inode a moment before it
+		// installs the fd: look once more before calling it foreign.
+		time.Sleep(50 * time.Millisecond)
+		return socketInodes(pid)[c.inode], !socketInodes(pid)[c.inode]
+	}
+	return false, false
 }
 
 // listenerOf says who listens on port in pid's network namespace: pid

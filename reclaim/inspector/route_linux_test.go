@@ -244,18 +244,68 @@ func TestProberSaysWhyOnANodeApp(t *testing.T) {
 	}
 }
 
-func TestRefusesWhenAnotherProcessHoldsThePort(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(DefaultPort))
+// listenerScript listens on argv[1]:argv[2] (port 0: any), says the port,
+// and accepts and keeps every connection: a process that is not the
+// target holding a listener or the server ends of connections.
+const listenerScript = `
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+print("ready", flush=True)
+print(s.getsockname()[1], flush=True)
+kept = []
+while True:
+    kept.append(s.accept())
+`
+
+// startListener runs listenerScript in its own process and returns it and
+// its port.
+func startListener(t *testing.T, host string, port int) (*testproc.Proc, int) {
+	t.Helper()
+	p := testproc.Start(t, "python3", "-c", listenerScript, host, strconv.Itoa(port))
+	got, err := strconv.Atoi(<-p.Lines)
 	if err != nil {
-		t.Fatalf("cannot take port %d for the test: %v", DefaultPort, err)
+		t.Fatal(err)
 	}
-	defer l.Close()
+	return p, got
+}
+
+// provenDial talks only over a connection whose server end the target
+// holds: one accepted by another process is refused, and the same
+// connection is proven when the host is that process.
+func TestProvenDialChecksWhoAcceptedTheConnection(t *testing.T) {
+	l, port := startListener(t, "127.0.0.1", 0)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(5 * time.Second)
+	// The test process holds the client end only.
+	other := &linuxHost{t: Target{PID: os.Getpid()}}
+	if c, err := provenDial(context.Background(), other, addr, port, deadline); err == nil || !strings.Contains(err.Error(), "accepted by another process") {
+		t.Fatalf("dial proven for a process that did not accept it: %v %v", c, err)
+	}
+	owner := &linuxHost{t: Target{PID: l.PID}}
+	c, err := provenDial(context.Background(), owner, addr, port, deadline)
+	if err != nil {
+		t.Fatalf("the listener's own connection: %v", err)
+	}
+	c.Close()
+}
+
+func TestRefusesWhenAnotherProcessHoldsThePort(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "0.0.0.0"} {
+		t.Run(host, func(t *testing.T) { refusesWhenHeldBy(t, host) })
+	}
+}
+
+func refusesWhenHeldBy(t *testing.T, host string) {
+	startListener(t, host, DefaultPort)
 	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
 	masters, _, _ := a.FDs()
 	if ok, why := NewProber().Check(a.PID, startTime(t, a.PID)); ok || why != "port 9229 is taken by another process" {
 		t.Fatalf("Check: %v %q", ok, why)
 	}
-	_, err = Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: masters}, nil)
+	_, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: masters}, nil)
 	if err == nil || !strings.Contains(err.Error(), "taken by another process") {
 		t.Fatalf("release: %v, want a refusal", err)
 	}

@@ -27,12 +27,15 @@ const (
 	offSoiFamily       = 24 + 160
 	offSoiKind         = 24 + 232
 	offSoiProto        = 24 + 240
+	offInsiFport       = offSoiProto + 0
 	offInsiLport       = offSoiProto + 4
+	offInsiFaddr       = offSoiProto + 32
 	offInsiVflag       = offSoiProto + 24
 	offInsiLaddr       = offSoiProto + 48
 	offTcpsiState      = offSoiProto + 80
 	sockinfoTCP        = 2   // SOCKINFO_TCP
 	tcpStateListen     = 1   // TSI_S_LISTEN
+	tcpStateEstab      = 4   // TSI_S_ESTABLISHED
 	iniIPv4            = 0x1 // INI_IPV4
 	iniIPv6            = 0x2 // INI_IPV6
 	afInet, afInet6    = 2, 30
@@ -48,6 +51,11 @@ type TCPSocket struct {
 	Port int
 	// Addr is the local address: 0.0.0.0 or :: for a wildcard bind.
 	Addr netip.Addr
+	// Established is true for a connected socket; then Peer is the
+	// foreign end (the inspector route proves its own connection was
+	// accepted by the target through it).
+	Established bool
+	Peer        netip.AddrPort
 }
 
 // DecodeSocketFDInfo decodes the TCP part of a socket_fdinfo. ok is false
@@ -60,19 +68,28 @@ func DecodeSocketFDInfo(b []byte) (s TCPSocket, ok bool) {
 	// inp_lport is in network order, stored in an int: its first two
 	// bytes are the port, big-endian.
 	s.Port = int(binary.BigEndian.Uint16(b[offInsiLport:]))
-	laddr := b[offInsiLaddr : offInsiLaddr+sizeInsiLaddr]
+	s.Established = int32(le.Uint32(b[offTcpsiState:])) == tcpStateEstab
 	// insi_vflag says which arm of the address union the kernel filled:
 	// an AF_INET6 socket bound to a v4-mapped address holds the v4 arm.
 	vflag := b[offInsiVflag]
 	family := int32(le.Uint32(b[offSoiFamily:]))
+	var v6 bool
 	switch {
 	case vflag&iniIPv6 != 0, vflag == 0 && family == afInet6:
-		s.Addr = netip.AddrFrom16([16]byte(laddr))
+		v6 = true
 	case vflag&iniIPv4 != 0, vflag == 0 && family == afInet:
-		s.Addr = netip.AddrFrom4([4]byte(laddr[offIn4In6Addr4:]))
 	default:
 		return TCPSocket{}, false
 	}
+	addr := func(off int) netip.Addr {
+		a := b[off : off+sizeInsiLaddr]
+		if v6 {
+			return netip.AddrFrom16([16]byte(a))
+		}
+		return netip.AddrFrom4([4]byte(a[offIn4In6Addr4:]))
+	}
+	s.Addr = addr(offInsiLaddr)
+	s.Peer = netip.AddrPortFrom(addr(offInsiFaddr), binary.BigEndian.Uint16(b[offInsiFport:]))
 	return s, true
 }
 

@@ -30,6 +30,21 @@ func socketFixture(family int32, vflag byte, addr netip.Addr, port uint16, state
 	return b
 }
 
+// TestDecodeSocketFDInfoPeer: an accepted connection carries its foreign
+// end, which the inspector route matches against its own local address.
+func TestDecodeSocketFDInfoPeer(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	b := socketFixture(afInet, iniIPv4, lo, 9229, tcpStateEstab)
+	binary.BigEndian.PutUint16(b[offInsiFport:], 54321)
+	a := lo.As4()
+	copy(b[offInsiFaddr+offIn4In6Addr4:], a[:])
+	b[offInsiFaddr+offIn4In6Addr4-1] = 0xdd // padding of the v4 arm is ignored
+	s, ok := DecodeSocketFDInfo(b)
+	if !ok || !s.Established || s.Listening || s.Peer.String() != "127.0.0.1:54321" || s.Port != 9229 {
+		t.Fatalf("%+v %v", s, ok)
+	}
+}
+
 func TestDecodeSocketFDInfo(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	for _, c := range []struct {
@@ -143,7 +158,9 @@ func TestSocketLayoutMatchesTheHeader(t *testing.T) {
 		{"soi_family", psi + unsafe.Offsetof(s.psi.family), offSoiFamily},
 		{"soi_kind", psi + unsafe.Offsetof(s.psi.kind), offSoiKind},
 		{"soi_proto", psi + unsafe.Offsetof(s.psi.proto), offSoiProto},
+		{"insi_fport", offSoiProto + unsafe.Offsetof(in.fport), offInsiFport},
 		{"insi_lport", offSoiProto + unsafe.Offsetof(in.lport), offInsiLport},
+		{"insi_faddr", offSoiProto + unsafe.Offsetof(in.faddr), offInsiFaddr},
 		{"insi_vflag", offSoiProto + unsafe.Offsetof(in.vflag), offInsiVflag},
 		{"insi_laddr", offSoiProto + unsafe.Offsetof(in.laddr), offInsiLaddr},
 		{"tcpsi_state", offSoiProto + unsafe.Offsetof(tcp.state), offTcpsiState},
