@@ -148,7 +148,10 @@ func (l *Linux) reclaimInspector(ctx context.Context, p *snapshot.Process, items
 	if inspect == nil {
 		inspect = inspector.Release
 	}
-	rep, err := inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, NoClose: watched(todo)}, log)
+	rep, err := inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, Watched: watched(p, todo, func(fd, other int) bool {
+		s, err := procfs.SameFile(p.PID, fd, p.PID, other)
+		return err == nil && s
+	})}, log)
 	if err != nil && len(rep.Outcomes) == 0 && !rep.StillOpen {
 		items = todo
 		settled, fallback := settle(err.Error())

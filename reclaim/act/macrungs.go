@@ -172,7 +172,7 @@ func (m *macActor) releaseInspector(ctx context.Context, p *snapshot.Process, it
 	if len(todo) == 0 {
 		return out
 	}
-	rep, err := m.rungs.inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, NoClose: watched(todo)}, log)
+	rep, err := m.rungs.inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, Watched: watched(p, todo, nil)}, log)
 	for j, a := range inspectorActions(todo, rep, err) {
 		// The route verified through its own look; libproc must read
 		// the fd closed too, the check the in-place route makes.

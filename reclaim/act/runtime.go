@@ -6,6 +6,7 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // inspectorActions turns what the inspector route did into one action per
@@ -44,15 +45,23 @@ func inspectorActions(items []plan.Item, rep inspector.Report, routeErr error) [
 	return out
 }
 
-// watched marks the items' fds something in the holder watches (epoll,
-// kqueue): the inspector releases them only through the net.Socket that
-// owns them, never by a bare close.
-func watched(items []plan.Item) map[int]bool {
-	out := map[int]bool{}
+// watched lists the items' fds something in the holder watches (epoll,
+// kqueue), each with the holder's other PTY fds that same(fd, other) says
+// are the same open file (nil same: none known). The inspector closes a
+// watched fd bare only when a net.Socket owns one of those.
+func watched(p *snapshot.Process, items []plan.Item, same func(fd, other int) bool) map[int][]int {
+	out := map[int][]int{}
 	for _, it := range items {
-		if it.Watched {
-			out[it.FD] = true
+		if !it.Watched {
+			continue
 		}
+		others := []int{}
+		for _, f := range p.PTYFDs {
+			if f.FD != it.FD && f.PTY == it.PTY && f.Side == it.Side && same != nil && same(it.FD, f.FD) {
+				others = append(others, f.FD)
+			}
+		}
+		out[it.FD] = others
 	}
 	return out
 }

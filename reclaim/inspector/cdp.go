@@ -201,12 +201,13 @@ func builtin(name string) string {
 // is still the file the plan saw (want: dev and rdev, low 32 bits, and
 // ino, as decimal strings); then it destroys the sockets whose libuv handle
 // owns the fd, so the program's own close handlers run as on a real
-// hang-up, or closes an fd no socket owns, unless noClose says the fd is
-// watched (epoll, kqueue): then a handle the evaluation cannot see (a
-// native addon's) owns it, and closing it under that handle would leave
-// the handle working on a number the next open reuses. It returns one
-// outcome per fd.
-const releaseFunction = `function (fds, want, noClose) {
+// hang-up, or closes an fd no socket owns. A watched fd (epoll, kqueue;
+// watched[i] lists the other fds of the same open file) no socket owns is
+// closed only when a socket owns one of those others; else its watcher is
+// a handle the evaluation cannot see (a native addon's), and closing the
+// number under it would leave that handle working on whatever the next
+// open gets. It returns one outcome per fd.
+const releaseFunction = `function (fds, want, watched) {
 	const fs = ` + "%s" + `;
 	const low32 = (v) => String(BigInt.asUintN(32, v));
 	const out = [];
@@ -225,7 +226,7 @@ const releaseFunction = `function (fds, want, noClose) {
 			if (owners.length > 0) {
 				for (const s of owners) s.destroy();
 				out.push({fd: fd, how: "destroyed", owner: (owners[0].constructor && owners[0].constructor.name) || "Socket", count: owners.length});
-			} else if (noClose[i]) {
+			} else if (watched[i] && !this.some(s => s && s._handle && watched[i].includes(s._handle.fd))) {
 				out.push({fd: fd, how: "failed", error: "fd " + fd + " is watched, but no net.Socket owns it: its owner is a handle the evaluation cannot see, left open"});
 			} else {
 				fs.closeSync(fd);
@@ -296,11 +297,17 @@ func parseOutcomes(raw json.RawMessage, fds []int) ([]Outcome, error) {
 	return out, nil
 }
 
-// noCloseArg is the noClose argument of releaseFunction, one flag per fd.
-func noCloseArg(fds []int, noClose map[int]bool) []bool {
-	out := make([]bool, len(fds))
+// watchedArg is the watched argument of releaseFunction: per fd, null
+// when not watched, else the other fds of the same open file.
+func watchedArg(fds []int, watched map[int][]int) []any {
+	out := make([]any, len(fds))
 	for i, fd := range fds {
-		out[i] = noClose[fd]
+		if same, ok := watched[fd]; ok {
+			if same == nil {
+				same = []int{}
+			}
+			out[i] = same
+		}
 	}
 	return out
 }
@@ -330,7 +337,7 @@ func (s *session) armDeadman(deadline time.Time) error {
 
 // releaseFDs runs the whole exchange: arm the dead-man timer, find every
 // net.Socket, release the fds, and drop our references.
-func (s *session) releaseFDs(fds []int, expect map[int]FileID, noClose map[int]bool, deadline time.Time) ([]Outcome, error) {
+func (s *session) releaseFDs(fds []int, expect map[int]FileID, watched map[int][]int, deadline time.Time) ([]Outcome, error) {
 	if err := s.armDeadman(deadline); err != nil {
 		return nil, err
 	}
@@ -361,7 +368,7 @@ func (s *session) releaseFDs(fds []int, expect map[int]FileID, noClose map[int]b
 	if err := s.call("Runtime.callFunctionOn", map[string]any{
 		"objectId":            objs.Objects.ObjectID,
 		"functionDeclaration": fmt.Sprintf(releaseFunction, builtin("fs")),
-		"arguments":           []map[string]any{{"value": fds}, {"value": expectArg(fds, expect)}, {"value": noCloseArg(fds, noClose)}},
+		"arguments":           []map[string]any{{"value": fds}, {"value": expectArg(fds, expect)}, {"value": watchedArg(fds, watched)}},
 		"returnByValue":       true,
 		"silent":              true,
 	}, &res); err != nil {

@@ -216,8 +216,8 @@ func fakeInspector(t *testing.T, conn net.Conn, answers map[string]string, calls
 		// An event first: the client must skip it.
 		conn.Write(serverFrame(true, opText, []byte(`{"method":"Runtime.executionContextCreated","params":{}}`)))
 		res := answers[cmd.Method]
-		if cmd.Method == "Runtime.callFunctionOn" && !strings.Contains(string(p), `{"value":[true,false]}`) {
-			t.Errorf("callFunctionOn without the noClose flags: %s", p)
+		if cmd.Method == "Runtime.callFunctionOn" && !strings.Contains(string(p), `{"value":[[21],null]}`) {
+			t.Errorf("callFunctionOn without the watched fds: %s", p)
 		}
 		if cmd.Method == "Runtime.evaluate" && strings.Contains(string(p), "setTimeout") && !strings.Contains(string(p), ".unref()") {
 			t.Errorf("the dead-man timer would keep the program alive: %s", p)
@@ -258,7 +258,7 @@ func TestSessionExchangeOnFixtureBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &session{ws: ws, nextID: 1}
-	outs, err := s.releaseFDs([]int{20, 29}, nil, map[int]bool{20: true}, deadline)
+	outs, err := s.releaseFDs([]int{20, 29}, nil, map[int][]int{20: {21}}, deadline)
 	if err != nil {
 		t.Fatal(err)
 	}

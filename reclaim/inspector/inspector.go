@@ -52,10 +52,13 @@ type Target struct {
 	// fd alone when it is another file now (the number was reused). An fd
 	// without an entry is not compared.
 	Expect map[int]FileID
-	// NoClose marks the fds something in the program watches (epoll,
-	// kqueue): they are released only by destroying the net.Socket that
-	// owns them, never closed bare.
-	NoClose map[int]bool
+	// Watched holds the fds something in the program watches (epoll,
+	// kqueue), each with the program's other fds that are the same open
+	// file. A watched fd no net.Socket owns is closed only when a
+	// net.Socket owns one of those others (the watcher is then a handle
+	// the evaluation sees, working on its own number); else its watcher
+	// is invisible (a native addon's) and the fd is left open.
+	Watched map[int][]int
 	// Port is the inspector's port; 0 means DefaultPort.
 	Port int
 	// Timeout bounds the whole route; 0 means DefaultTimeout.

@@ -173,7 +173,7 @@ func exchange(ctx context.Context, h host, addr string, port int, t Target, dead
 	if err != nil {
 		return nil, err
 	}
-	outcomes, relErr := s.releaseFDs(t.FDs, t.Expect, t.NoClose, deadline)
+	outcomes, relErr := s.releaseFDs(t.FDs, t.Expect, t.Watched, deadline)
 	if err := s.closeInspector(); err != nil {
 		// The target will not close its inspector: say goodbye ourselves.
 		s.ws.close()

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
@@ -333,4 +335,80 @@ func TestRefusesAReusedPID(t *testing.T) {
 	if inspectorOpen(a.PID) || !fdOpen(a.PID, masters[0]) || strings.Contains(a.Stderr(), "Debugger") {
 		t.Fatal("signalled or touched")
 	}
+}
+
+// A watched fd no net.Socket owns has a watcher the evaluation cannot
+// see: it is left open. When a net.Socket owns another fd of the same open
+// file, that socket is the watcher and the bare number may go.
+func TestInspectorLeavesAWatchedFDNoSocketOwns(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	masters, _, raw := a.FDs()
+	fds := []int{raw}
+	rep, err := Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: fileIDs(t, a.PID, fds),
+		Watched: map[int][]int{raw: {}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].How != "failed" || !strings.Contains(rep.Outcomes[0].Error, "no net.Socket owns it") || !fdOpen(a.PID, raw) {
+		t.Fatalf("%+v, open %v", rep.Outcomes, fdOpen(a.PID, raw))
+	}
+	if inspectorOpen(a.PID) {
+		t.Fatal("the inspector still listens")
+	}
+	rep, err = Release(context.Background(), Target{PID: a.PID, StartTime: startTime(t, a.PID), FDs: fds, Expect: fileIDs(t, a.PID, fds),
+		Watched: map[int][]int{raw: {masters[0]}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outcomes) != 1 || rep.Outcomes[0].How != "closed" || !rep.Outcomes[0].Verified || fdOpen(a.PID, raw) {
+		t.Fatalf("%+v, open %v", rep.Outcomes, fdOpen(a.PID, raw))
+	}
+	if !fdOpen(a.PID, masters[0]) {
+		t.Fatal("the socket's own fd was touched")
+	}
+	var seen []map[string]any
+	a.StillWorks(t, a.Get(t), &seen)
+}
+
+// If ptyreclaim vanishes mid-exchange, the target still closes its
+// inspector at the deadline: the dead-man timer armed first does it.
+func TestDeadmanClosesTheInspectorWhenWeVanish(t *testing.T) {
+	a := testproc.StartNodeApp(t, testproc.NodeAppDir(t, "."), 1)
+	pidfd, err := unix.PidfdOpen(a.PID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &linuxHost{t: Target{PID: a.PID, StartTime: startTime(t, a.PID)}, pidfd: pidfd}
+	defer h.close()
+	if err := h.recheck(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sigusr1(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := waitListener(ctx, h, a.PID, DefaultPort, true); err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(DefaultPort)
+	deadline := time.Now().Add(20 * time.Second)
+	dial := func(ctx context.Context) (net.Conn, error) { return provenDial(ctx, h, addr, DefaultPort, deadline) }
+	targets, err := listTargets(ctx, addr, dial, deadline)
+	if err != nil || len(targets) != 1 {
+		t.Fatalf("targets %v: %v", targets, err)
+	}
+	s, err := dialSession(ctx, dial, targets[0].WebSocketDebuggerURL, deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.armDeadman(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	s.ws.c.Close() // gone without a word
+	if err := waitListener(ctx, h, a.PID, DefaultPort, false); err != nil {
+		t.Fatal(err)
+	}
+	var seen []map[string]any
+	a.StillWorks(t, a.Get(t), &seen)
 }
