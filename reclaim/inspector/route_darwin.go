@@ -134,19 +134,37 @@ func fuseAllowsDarwin(exe string, cache map[string]fuseAnswer) (bool, string) {
 	return a.ok, a.why
 }
 
-// listenerDarwin says who listens on port: pid itself on 127.0.0.1
-// (own, from its sockets through libproc), or anyone else (foreign: a
-// connection to 127.0.0.1:port is accepted while pid holds no such
-// listener). Node binds its inspector to 127.0.0.1 without SO_REUSEPORT,
-// so while pid holds that listener nobody else can hold the same address.
+// listenerDarwin says who listens on port: pid itself on 127.0.0.1 (own,
+// from its sockets through libproc), or anyone else (foreign: another
+// process's listener that takes connections to 127.0.0.1:port, or pid's
+// own on another address), read from every process's sockets. Where some
+// process cannot be read (not root), a connection to 127.0.0.1:port that
+// is accepted while pid holds no such listener counts as foreign; no byte
+// is sent on it. Whatever this says, the route talks only over a
+// connection the target itself accepted (provenDial).
 func listenerDarwin(pid, port int) (own, foreign bool) {
-	socks, err := libproc.TCPSockets(pid)
-	if err == nil {
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if socks, err := libproc.TCPSockets(pid); err == nil {
 		for _, s := range socks {
-			if s.Listening && s.Port == port && s.Addr.Unmap() == netip.AddrFrom4([4]byte{127, 0, 0, 1}) {
-				return true, false
+			switch {
+			case s.Listening && s.Port == port && s.Addr.Unmap() == lo:
+				own = true
+			case s.ListensOn(port):
+				foreign = true
 			}
 		}
+	}
+	holders, unreadable, err := libproc.PortListeners(port)
+	if err == nil && unreadable == 0 {
+		for p := range holders {
+			if p != pid {
+				foreign = true
+			}
+		}
+		return own, foreign
+	}
+	if own || foreign {
+		return own, foreign
 	}
 	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 100*time.Millisecond)
 	if err == nil {

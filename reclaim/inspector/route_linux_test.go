@@ -88,6 +88,7 @@ func TestReleaseThroughTheInspectorOfARealNodeApp(t *testing.T) {
 	if rep.StillOpen || rep.Open <= 0 {
 		t.Fatalf("inspector: still open %v, open for %s", rep.StillOpen, rep.Open)
 	}
+	t.Logf("the inspector was open for %s", rep.Open) // the window SECURITY.md quotes
 	how := map[int]string{}
 	for _, o := range rep.Outcomes {
 		if !o.Verified {

@@ -105,3 +105,44 @@ func (p *FDProbe) MasterHolders(indices []int) (map[int][]int, int, error) {
 	}
 	return out, unreadable, nil
 }
+
+// PortListeners reads every process's sockets and returns the pids holding
+// a TCP listener that takes connections to 127.0.0.1:port (bound to it or
+// to a wildcard), and how many processes could not be read: with any, an
+// answer without a foreign listener proves nothing.
+func PortListeners(port int) (map[int]bool, int, error) {
+	l, err := loadLib()
+	if err != nil {
+		return nil, 0, fmt.Errorf("libproc: %w", err)
+	}
+	pids, err := l.listAllPIDs()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[int]bool{}
+	unreadable := 0
+	buf := make([]byte, sizeSocketFDInfo)
+	for _, pid := range pids {
+		fds, err := l.listFDs(pid)
+		switch {
+		case errors.Is(err, syscall.ESRCH):
+			continue
+		case err != nil:
+			unreadable++
+			continue
+		}
+		for _, fd := range fds {
+			if fd.Type != FDTypeSocket {
+				continue
+			}
+			n, _ := l.procPIDFDInfo(pid, int(fd.FD), fdSocketInfo, buf)
+			if n <= 0 {
+				continue
+			}
+			if s, ok := DecodeSocketFDInfo(buf[:n]); ok && s.ListensOn(port) {
+				out[pid] = true
+			}
+		}
+	}
+	return out, unreadable, nil
+}
