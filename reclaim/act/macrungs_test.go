@@ -2,8 +2,10 @@ package act
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,5 +276,95 @@ func TestInspectorRungOnMacOS(t *testing.T) {
 	}
 	if len(x.inspected) != 1 || len(x.inspected[0].FDs) != 1 || acts[0].Result != Failed || !strings.Contains(acts[0].Reason, "inspector route: port 9229 is taken") {
 		t.Errorf("refused route: %+v %+v", x.inspected, acts[0])
+	}
+}
+
+// vnodeAnswer is a PROC_PIDFDVNODEPATHINFO answer (struct
+// vnode_fdinfowithpath, 1200 bytes) for what the fake xnu holds at an fd,
+// or the errno the call fails with: the bytes the real probe decodes.
+func vnodeAnswer(now libproc.FDNow) ([]byte, error) {
+	switch now.Kind {
+	case libproc.FDClosed:
+		return nil, syscall.EBADF
+	case libproc.FDRevoked:
+		return nil, syscall.ENOENT
+	}
+	b := make([]byte, 1200)
+	le := binary.LittleEndian
+	le.PutUint32(b[16:], 1)                // fi_type: DTYPE_VNODE
+	le.PutUint16(b[24+4:], 0o020620)       // vst_mode: S_IFCHR|0620
+	major, path := uint32(15), "/dev/ptmx" // a master reads back as /dev/ptmx
+	if now.Side == snapshot.Slave {
+		major, path = ttysMajor, nodePath(now.Index)
+	}
+	le.PutUint32(b[24+116:], libproc.Makedev(major, uint32(now.Index))) // vst_rdev
+	le.PutUint32(b[160:], 4)                                            // vi_type: VCHR
+	copy(b[176:], path+"\x00")
+	return b, nil
+}
+
+// The revoke rung decided on bytes: each before and after read goes
+// through libproc's decoder (DescribeAnswer) on what xnu would answer, so
+// the rung sees a slave of ttys007 by its rdev, then a revoked fd by
+// ENOENT; an answer that still decodes as the slave after revoke(2) fails
+// the action, and a master's bytes at the planned fd skip it.
+func TestRevokeDecidedOnFixtureBytes(t *testing.T) {
+	m := libproc.Majors{PTMX: 15, TTYS: ttysMajor, TTYSKnown: true}
+	snap := macScan()
+	libproc.MarkMasterless(snap.Processes, snap.Unreadable)
+	findings := classify.Classify(snap, classify.Options{MinIdle: classify.FixedMinIdle(time.Minute)})
+	pol, err := policy.Parse([]byte("version: 1\nallow:\n  - name: Claude\n    ptys: reclaim\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slave plan.Item
+	for _, it := range plan.Plan(findings, plan.Options{Policy: pol}) {
+		if it.FD == 20 {
+			slave = it
+		}
+	}
+	if slave.Rung != plan.RungRevoke {
+		t.Fatalf("slave: rung %q: %s", slave.Rung, slave.Reason)
+	}
+	for _, c := range []struct {
+		name string
+		// after replaces the fd's answer once revoke(2) ran.
+		after  func(libproc.FDNow) libproc.FDNow
+		before libproc.FDNow
+		result string
+		reason string
+	}{
+		{"revoked", nil, slaveOf(7), Done, "reads EOF"},
+		{"still the slave after revoke", func(libproc.FDNow) libproc.FDNow { return slaveOf(7) }, slaveOf(7), Failed, "not a revoked vnode"},
+		{"a master at the fd now", nil, libproc.FDNow{Kind: libproc.FDPTY, Side: snapshot.Master, Index: 7}, Skipped, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := &fakeXNU{fds: map[int]map[int]libproc.FDNow{40: {20: c.before, 21: master(8)}}, nodes: map[int]bool{7: true, 8: true}}
+			a := x.actor()
+			revoke := a.rungs.revoke
+			a.rungs.revoke = func(path string) error {
+				err := revoke(path)
+				if c.after != nil {
+					x.fds[40][20] = c.after(x.fds[40][20])
+				}
+				return err
+			}
+			a.rungs.stat = func(pid, fd int) (libproc.FDNow, libproc.VinfoStat, error) {
+				now, ok := x.fds[pid][fd]
+				if !ok {
+					now = libproc.FDNow{Kind: libproc.FDClosed}
+				}
+				b, callErr := vnodeAnswer(now)
+				got, err := libproc.DescribeAnswer(b, callErr, m, libproc.Makedev(3, 2))
+				return got, libproc.VinfoStat{}, err
+			}
+			acts, _ := a.reclaim(context.Background(), snap.Processes[0], []plan.Item{slave}, zap.NewNop())
+			if acts[0].Result != c.result || !strings.Contains(acts[0].Reason, c.reason) {
+				t.Fatalf("%s %q, want %s %q", acts[0].Result, acts[0].Reason, c.result, c.reason)
+			}
+			if c.result == Skipped && len(x.revoked) != 0 {
+				t.Fatalf("revoked %v on a skip", x.revoked)
+			}
+		})
 	}
 }
