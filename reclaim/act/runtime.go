@@ -2,6 +2,7 @@ package act
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
@@ -19,6 +20,9 @@ func inspectorActions(items []plan.Item, rep inspector.Report, routeErr error) [
 	tail := ""
 	if rep.StillOpen {
 		tail = "; the inspector is still open on 127.0.0.1:9229 (it closes when the program ends)"
+		if len(rep.Notes) > 0 {
+			tail = "; " + strings.Join(rep.Notes, "; ")
+		}
 	}
 	out := make([]Action, 0, len(items))
 	for _, it := range items {

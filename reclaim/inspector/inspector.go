@@ -22,6 +22,7 @@
 package inspector
 
 import (
+	"strings"
 	"time"
 )
 
@@ -39,6 +40,25 @@ const sigusr1Bit = uint64(1) << (10 - 1)
 // SIGUSR1. A process that does not would be killed by it (the default
 // action), so it is never sent one.
 func CatchesSIGUSR1(sigCgt uint64) bool { return sigCgt&sigusr1Bit != 0 }
+
+// inspectorOption returns the first argument that sets up Node's
+// inspector or its signal (--inspect, --inspect-brk, --inspect-port,
+// --inspect-wait, --debug-port, --disable-sigusr1, and their =VALUE
+// forms), or "". Arguments after a lone "--" belong to the script.
+func inspectorOption(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			return ""
+		}
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--inspect", "--inspect-brk", "--inspect-port", "--inspect-wait", "--inspect-publish-uid",
+			"--debug-port", "--disable-sigusr1":
+			return a
+		}
+	}
+	return ""
+}
 
 // Target is what to release in one process.
 type Target struct {

@@ -1,6 +1,9 @@
 package inspector
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseListeners(t *testing.T) {
 	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -69,5 +72,20 @@ func TestParseConns(t *testing.T) {
 	}
 	if a, ok := parseHexAddrPort("0F02000A:0016"); !ok || a.String() != "10.0.2.15:22" {
 		t.Errorf("%v %v", a, ok)
+	}
+}
+
+func TestInspectorOption(t *testing.T) {
+	for args, want := range map[string]string{
+		"node app.js 3":                "",
+		"node --inspect-port=0 app.js": "--inspect-port=0",
+		"node --max-old-space-size=4096 --inspect=0.0.0.0:9229 app.js": "--inspect=0.0.0.0:9229",
+		"node --disable-sigusr1 app.js":                                "--disable-sigusr1",
+		"node app.js -- --inspect":                                     "",
+		"electron --inspect-brk .":                                     "--inspect-brk",
+	} {
+		if got := inspectorOption(strings.Fields(args)); got != want {
+			t.Errorf("%q: %q, want %q", args, got, want)
+		}
 	}
 }

@@ -22,6 +22,8 @@ type host interface {
 	// listener says who listens on port: the target itself on 127.0.0.1
 	// (own), or anyone else (foreign, which includes a wildcard bind).
 	listener(port int) (own, foreign bool)
+	// ports are the TCP ports the target itself listens on.
+	ports() map[int]bool
 	// sigusr1 sends the one signal the route sends.
 	sigusr1() error
 	// accepted looks for the server end of our connection from local to
@@ -66,6 +68,7 @@ func release(ctx context.Context, h host, t Target, log *zap.Logger) (Report, er
 		return rep, fmt.Errorf("port %d is taken by another process: the inspector route is refused", port)
 	}
 
+	before := h.ports()
 	// The only signal we send, to a process proven to catch it.
 	if err := h.sigusr1(); err != nil {
 		return rep, fmt.Errorf("pid %d: cannot send SIGUSR1: %v", t.PID, err)
@@ -78,6 +81,14 @@ func release(ctx context.Context, h host, t Target, log *zap.Logger) (Report, er
 		// It may open late; then it must be closed, by whoever notices.
 		if own, _ := h.listener(port); own {
 			rep.StillOpen = true
+		}
+		// An inspector the program moved (process.debugPort) opens
+		// elsewhere: say so, it is as reachable as one on our port.
+		for p := range h.ports() {
+			if !before[p] && p != port {
+				rep.StillOpen = true
+				rep.Notes = append(rep.Notes, fmt.Sprintf("pid %d opened a new listener on port %d after SIGUSR1: its inspector may be open there", t.PID, p))
+			}
 		}
 		return rep, err
 	}

@@ -249,6 +249,17 @@ func (h *darwinHost) accepted(local netip.AddrPort, port int) (held, foreign boo
 	return false, false
 }
 
+func (h *darwinHost) ports() map[int]bool {
+	out := map[int]bool{}
+	socks, _ := libproc.TCPSockets(h.t.PID)
+	for _, s := range socks {
+		if s.Listening {
+			out[s.Port] = true
+		}
+	}
+	return out
+}
+
 func (h *darwinHost) sigusr1() error {
 	start, exited, err := libproc.Identity(h.t.PID)
 	if err != nil || exited || (h.t.StartTime != 0 && start != h.t.StartTime) {

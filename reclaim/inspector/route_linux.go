@@ -211,6 +211,17 @@ func (h *linuxHost) accepted(local netip.AddrPort, port int) (held, foreign bool
 	return acceptedBy(h.t.PID, local, port)
 }
 
+func (h *linuxHost) ports() map[int]bool {
+	out := map[int]bool{}
+	mine := socketInodes(h.t.PID)
+	for _, l := range listeners(h.t.PID) {
+		if mine[l.inode] {
+			out[l.port] = true
+		}
+	}
+	return out
+}
+
 func (h *linuxHost) sigusr1() error {
 	return unix.PidfdSendSignal(h.pidfd, unix.SIGUSR1, nil, 0)
 }
@@ -255,10 +266,42 @@ func checkProcess(pid int, startTime uint64) string {
 	case !node:
 		return "is not Node.js or Electron"
 	}
+	if why := inspectOptions(pid); why != "" {
+		return why
+	}
 	theirs, err1 := os.Readlink(procPath(pid, "ns/net"))
 	ours, err2 := os.Readlink("/proc/self/ns/net")
 	if err1 != nil || err2 != nil || theirs != ours {
 		return "is in another network namespace (its inspector would not be on our 127.0.0.1)"
+	}
+	return ""
+}
+
+// inspectOptions refuses a program started with inspector options on its
+// command line or in NODE_OPTIONS (--inspect-port, --inspect=HOST:PORT,
+// --debug-port, --disable-sigusr1, ...): SIGUSR1 could then open the
+// inspector on another address or port than the one this route checks,
+// watches and closes, or not at all. It returns the refusal, or "".
+func inspectOptions(pid int) string {
+	var args []string
+	if b, err := os.ReadFile(procPath(pid, "cmdline")); err == nil {
+		args = strings.Split(string(b), "\x00")
+	} else {
+		return "has an unreadable command line"
+	}
+	// The initial environment: NODE_OPTIONS set later by the program
+	// itself does not reach its own Node options.
+	if b, err := os.ReadFile(procPath(pid, "environ")); err == nil {
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "NODE_OPTIONS="); ok {
+				args = append(args, strings.Fields(v)...)
+			}
+		}
+	} else {
+		return "has an unreadable environment"
+	}
+	if opt := inspectorOption(args); opt != "" {
+		return "was started with " + strconv.Quote(opt) + " (its inspector would not be the one on 127.0.0.1:" + strconv.Itoa(DefaultPort) + " this route checks and closes)"
 	}
 	return ""
 }

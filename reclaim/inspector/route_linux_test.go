@@ -413,3 +413,30 @@ func TestDeadmanClosesTheInspectorWhenWeVanish(t *testing.T) {
 	var seen []map[string]any
 	a.StillWorks(t, a.Get(t), &seen)
 }
+
+// A program started with inspector options is never signalled: SIGUSR1
+// could open its inspector where the route does not look.
+func TestNeverSignalsANodeWithInspectorOptions(t *testing.T) {
+	p := testproc.Start(t, "node", "--inspect-port=0", "-e", `console.log("ready"); setInterval(() => {}, 1000)`)
+	_, err := Release(context.Background(), Target{PID: p.PID, StartTime: startTime(t, p.PID), FDs: []int{0}}, nil)
+	if err == nil || !strings.Contains(err.Error(), `was started with "--inspect-port=0"`) || !strings.Contains(err.Error(), "not signalled") {
+		t.Fatalf("release: %v", err)
+	}
+	if ports := (&linuxHost{t: Target{PID: p.PID}}).ports(); len(ports) != 0 {
+		t.Fatalf("it listens on %v: it was signalled", ports)
+	}
+}
+
+// A program that moved its inspector at run time (process.debugPort)
+// opens it elsewhere on SIGUSR1: the route says so instead of reporting
+// a clean refusal.
+func TestSaysWhenTheInspectorOpenedOnAnotherPort(t *testing.T) {
+	p := testproc.Start(t, "node", "-e", `process.debugPort = 0; console.log("ready"); setInterval(() => {}, 1000)`)
+	rep, err := Release(context.Background(), Target{PID: p.PID, StartTime: startTime(t, p.PID), FDs: []int{0}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "opened no inspector") {
+		t.Fatalf("release: %v", err)
+	}
+	if !rep.StillOpen || len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "opened a new listener on port") {
+		t.Fatalf("report %+v", rep)
+	}
+}
