@@ -94,7 +94,9 @@ func TestInspectorRungReleasesANodeApp(t *testing.T) {
 	src := procfs.NewSource(zaptest.NewLogger(t))
 	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
-	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) { return src.Take(ctx, snapshot.Options{}) }}
+	}}, Rescan: func(ctx context.Context, nodes []snapshot.PTYNode) (*snapshot.Snapshot, error) {
+		return src.Take(ctx, snapshot.Options{Nodes: nodes})
+	}}
 	res := exec.Execute(context.Background(), items)
 	for _, act := range res.Actions {
 		if act.Result != Done || act.Method != policy.MethodInspector {
