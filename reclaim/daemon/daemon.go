@@ -261,7 +261,7 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.S
 	if r.caller == nil {
 		d.warnPressure(pol, scan)
 	}
-	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method}
+	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Probes: d.cfg.Platform.Probes}
 	if cl := r.caller; cl != nil {
 		req.Target = targetOf(r)
 		if !cl.Root {

@@ -87,18 +87,16 @@ func NewFDProbe() (*FDProbe, error) {
 // (fp_getfvpandvid in bsd/kern/proc_info.c); ESRCH (process gone) and
 // anything else is an error.
 func (p *FDProbe) Look(pid, fd int) (FDNow, error) {
-	v, err := p.l.vnodePath(pid, fd)
-	switch {
-	case err == nil:
-		return DescribeVnode(v, p.majors, p.nullRdev), nil
-	case errors.Is(err, syscall.EBADF):
-		return FDNow{Kind: FDClosed}, nil
-	case errors.Is(err, syscall.ENOENT):
-		return FDNow{Kind: FDRevoked}, nil
-	case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP):
-		return FDNow{Kind: FDOther}, nil
+	buf := make([]byte, sizeVnodeFDInfoWithPath)
+	n, e := p.l.procPIDFDInfo(pid, fd, fdVnodePathInfo, buf)
+	if n <= 0 {
+		now, err := DescribeAnswer(nil, errOrUnknown(e), p.majors, p.nullRdev)
+		if err != nil {
+			return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+		}
+		return now, nil
 	}
-	return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+	return DescribeAnswer(buf[:n], nil, p.majors, p.nullRdev)
 }
 
 // PTYLastIO reads the last I/O time of PTY index as the snapshot does (the
