@@ -56,7 +56,7 @@ def masters(pid):
 
 rows = {"ptyreclaim": [], "ptyreclaim-watched-hangup": [], "gdb": []}
 for run in range(runs):
-    for tool, mode, extra in (("ptyreclaim", "unwatched", []),
+    for tool, mode, extra in (("ptyreclaim", "unwatched", ["--method", "devnull"]),
                               ("ptyreclaim-watched-hangup", "watched", ["--policy", policy])):
         p = start(mode)
         base_gap = ask(p, "gap")
