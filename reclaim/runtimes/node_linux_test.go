@@ -47,7 +47,7 @@ func nodeApp(t testing.TB) string {
 func startNode(t testing.TB, events string) *target {
 	t.Helper()
 	dir := nodeApp(t)
-	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "/bin/sh", "-c", `node --expose-gc app.js; exit $?`)
+	cmd := exec.Command("unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", "-c", `node --expose-gc app.js; exit $?`)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "EVENTS="+events)
 	p := testproc.StartCmd(t, cmd)
