@@ -25,6 +25,12 @@ const (
 	Failed  = inject.ResultFailed
 )
 
+// FollowUp is how long a release watches whether the program closes a
+// pollable replacement by itself: a short check, not a wait. An event loop
+// that reads the hang-up closes the fd within milliseconds; a paused
+// stream only when the program resumes it.
+const FollowUp = 200 * time.Millisecond
+
 // Action is one element of release --json "actions".
 type Action struct {
 	Kind   string        `json:"kind"`
@@ -39,9 +45,10 @@ type Action struct {
 	Frozen time.Duration `json:"-"`
 	// ClosedByProgramAfter is, for an fd replaced by a pollable method, how
 	// many seconds after the release the program closed the replacement
-	// through its own code (its event loop saw the hang-up); null when it
-	// did not within the short follow-up check.
-	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
+	// through its own code (its event loop saw the hang-up). Left out of the
+	// JSON when it did not within the short follow-up check (FollowUp), and
+	// for every other action, which so keep cli.md's fields.
+	ClosedByProgramAfter *float64 `json:"closed_by_program_after,omitempty"`
 }
 
 // Actor does the work that needs the operating system.
@@ -291,6 +298,9 @@ func (e *Executor) logged(p *snapshot.Process, a Action) Action {
 	}
 	if a.Reason != "" {
 		fields = append(fields, zap.String("reason", a.Reason))
+	}
+	if a.ClosedByProgramAfter != nil {
+		fields = append(fields, zap.Float64("closed_by_program_after", *a.ClosedByProgramAfter))
 	}
 	if a.Result == Failed {
 		e.Log.Warn("action", fields...)

@@ -375,7 +375,7 @@ func decide(f classify.Finding, pd processDecision, o Options) string {
 		// replacement needs watched: reclaim.
 		revoke := f.Side == snapshot.Slave && f.State == classify.HungUp && pd.inPlaceRefused != ""
 		if f.Watched && o.Policy.Defaults.Watched != policy.WatchedReclaim && !pd.inspector.OK && !revoke {
-			return "still registered in the holder's epoll set: its event loop may use it again (policy watched: skip)"
+			return "still registered in the holder's epoll/kqueue set: its event loop may use it again (policy watched: skip)"
 		}
 		if p.Seccomp == 1 {
 			return "runs in strict seccomp: any injected call would kill it"
