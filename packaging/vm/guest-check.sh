@@ -91,15 +91,16 @@ echoes() {
 	waitfor 20 grep -q "^$word\$" "$run/$1.out"
 }
 # fds TAG: how many of the leaked masters (as recorded at start) are now
-# /dev/null, how many still the PTY, and how many anything else or gone.
+# released (a replacement: /dev/null, or the socket of quiet and hangup,
+# the default), how many still the PTY, and how many anything else or gone.
 fds() {
 	# One find for the whole table (a readlink per fd is slow under emulation).
 	find "/proc/${PID[$1]}/fd" -mindepth 1 -printf '%f %l\n' 2>/dev/null |
-		awk 'NR == FNR {m[$1] = 1; total++; next} ($1 in m) { if ($2 == "/dev/null") n++; else if ($2 == "/dev/ptmx") p++; else o++; seen++ }
+		awk 'NR == FNR {m[$1] = 1; total++; next} ($1 in m) { if ($2 == "/dev/null" || $2 ~ /^socket:\[/) n++; else if ($2 == "/dev/ptmx") p++; else o++; seen++ }
 			END { print n + 0, p + 0, o + (total - seen) }' "$run/$1.masters" -
 }
 # intact TAG SIGBLK: alive, not stopped or traced, signal mask as before,
-# still echoing, every leaked fd either the PTY or /dev/null.
+# still echoing, every leaked fd either the PTY or a replacement.
 intact() {
 	local pid=${PID[$1]} st
 	st=$(cat "/proc/$pid/status" 2>/dev/null) || return 1
@@ -107,7 +108,7 @@ intact() {
 	grep -q '^TracerPid:[[:space:]]*0$' <<<"$st" || { echo "still traced"; return 1; }
 	[ "$(grep ^SigBlk <<<"$st")" = "$2" ] || { echo "SigBlk changed: $(grep ^SigBlk <<<"$st") was $2"; return 1; }
 	read -r _ _ other < <(fds "$1")
-	[ "$other" = 0 ] || { echo "$other fds neither the PTY nor /dev/null"; return 1; }
+	[ "$other" = 0 ] || { echo "$other fds neither the PTY nor a replacement"; return 1; }
 	echoes "$1" || { echo "does not echo"; return 1; }
 }
 sigblk() { grep ^SigBlk "/proc/${PID[$1]}/status"; }
@@ -257,7 +258,7 @@ info watchdog "WatchdogUSec=$(prop WatchdogUSec) WatchdogTimestampMonotonic=$wd0
 
 # --- The first cycle released the leak and ended the stuck children --------
 released() { read -r n _ _ < <(fds leak) && [ "$n" = 20 ]; }
-check release-by-service "root leaker: $(fds leak | awk '{print $1" /dev/null, "$2" PTY, "$3" other"}') of 20; pty/nr $pty_before -> $(ptys)" waitfor 60 released
+check release-by-service "root leaker: $(fds leak | awk '{print $1" replaced, "$2" PTY, "$3" other"}') of 20; pty/nr $pty_before -> $(ptys)" waitfor 60 released
 check leaker-intact "alive, not traced, same SigBlk, echoes" intact leak "$leak_blk"
 gone=0
 for c in "${stuck_children[@]}"; do waitfor 30 bash -c "! [ -e /proc/$c/status ] || grep -q '^State:.*Z' /proc/$c/status" && gone=$((gone + 1)); done
@@ -289,7 +290,7 @@ ask() { # USER ARGS...: ptyreclaim release as USER (non-root: through the socket
 }
 out=$(ask alice --pid "${PID[self]}" 2>&1) && rc=0 || rc=$?
 read -r n _ _ < <(fds self)
-check self-service "alice: release --pid ${PID[self]} exit $rc, $n of 5 now /dev/null: $(tr '\n' ' ' <<<"$out" | cut -c1-200)" test "$rc/$n" = 0/5
+check self-service "alice: release --pid ${PID[self]} exit $rc, $n of 5 now replaced: $(tr '\n' ' ' <<<"$out" | cut -c1-200)" test "$rc/$n" = 0/5
 check self-intact "alice's leaker alive, same SigBlk, echoes" intact self "$self_blk"
 start other root /usr/local/bin/vmleak 2
 sleep 1.5

@@ -59,12 +59,12 @@ allow:
 		method, inPlace policy.Method
 		reason          string
 	}{
-		{RungInspector, policy.MethodInspector, policy.MethodDevNull, "released through the program's own inspector: runtime: inspector in policy test.yaml rule allow[0] (name: node) (" + nodeFacts + ")"},
-		// Watched: the inspector ends it through the program's loop; ptrace
-		// may not take it under watched: skip.
-		{RungInspector, policy.MethodInspector, "", "own inspector"},
-		{RungInPlace, policy.MethodDevNull, "", "inspector not used: it does not catch SIGUSR1"},
-		{RungInPlace, policy.MethodDevNull, "", "unwatched: defaults.method devnull"},
+		{RungInspector, policy.MethodInspector, policy.MethodQuiet, "released through the program's own inspector: runtime: inspector in policy test.yaml rule allow[0] (name: node) (" + nodeFacts + ")"},
+		// Watched: the inspector ends it through the program's loop; in
+		// place it would get the watched method (defaults: quiet).
+		{RungInspector, policy.MethodInspector, policy.MethodQuiet, "own inspector"},
+		{RungInPlace, policy.MethodQuiet, "", "inspector not used: it does not catch SIGUSR1"},
+		{RungInPlace, policy.MethodQuiet, "", "unwatched: defaults.method quiet"},
 	}
 	for i, w := range want {
 		it := items[i]
@@ -77,10 +77,11 @@ allow:
 	if pr.asked[42] != 0 || pr.asked[40] != 1 {
 		t.Errorf("probe asked %v: once per opted-in holder, never for the others", pr.asked)
 	}
-	// The same watched fd without the inspector: skipped as before.
+	// The same watched fd without the inspector: released in place with
+	// the watched method, its registrations moved.
 	items = Plan([]classify.Finding{watched}, Options{Policy: pol})
-	if items[0].Verdict != Skip || !strings.Contains(items[0].Reason, "watched: skip") {
-		t.Errorf("watched without the route: %s %q", items[0].Verdict, items[0].Reason)
+	if items[0].Verdict != Reclaim || items[0].Method != policy.MethodQuiet || !strings.Contains(items[0].Reason, "watched_method quiet") {
+		t.Errorf("watched without the route: %s %s %q", items[0].Verdict, items[0].Method, items[0].Reason)
 	}
 }
 
