@@ -89,6 +89,7 @@ const kernelFactsSrc = `
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
