@@ -42,6 +42,13 @@ type Action struct {
 	// through its own code (its event loop saw the hang-up); null when it
 	// did not within the short follow-up check.
 	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
+	// CrashSafe, for an fd the injector acted on, says whether the release
+	// was covered by a restore frame in the target (had ptyreclaim died at
+	// any instant, the target would have finished or undone it and gone
+	// on exactly as it was); CrashSafeReason says why not. Null for kills
+	// and for fds nothing was done to.
+	CrashSafe       *bool  `json:"crash_safe,omitempty"`
+	CrashSafeReason string `json:"crash_safe_reason,omitempty"`
 }
 
 // Actor does the work that needs the operating system.
@@ -247,6 +254,12 @@ func (e *Executor) logged(p *snapshot.Process, a Action) Action {
 	}
 	if a.Reason != "" {
 		fields = append(fields, zap.String("reason", a.Reason))
+	}
+	if a.CrashSafe != nil {
+		fields = append(fields, zap.Bool("crash_safe", *a.CrashSafe))
+		if a.CrashSafeReason != "" {
+			fields = append(fields, zap.String("crash_safe_reason", a.CrashSafeReason))
+		}
 	}
 	if a.Result == Failed {
 		e.Log.Warn("action", fields...)

@@ -226,7 +226,8 @@ type epollReg struct {
 	events uint32
 	data   uint64
 	ino    uint64
-	slot   int // its struct epoll_event in the scratch mapping
+	sdev   uint64 // the registered file's device, the kernel's encoding (major<<20 | minor)
+	slot   int    // its struct epoll_event in the scratch mapping
 }
 
 // parseEpollRegs reads the "tfd:" lines of an epoll fd's fdinfo:
@@ -261,6 +262,11 @@ func parseEpollRegs(efd int, data []byte) ([]epollReg, error) {
 			if v, ok := strings.CutPrefix(kv, "ino:"); ok {
 				if r.ino, err = strconv.ParseUint(v, 16, 64); err != nil {
 					return nil, fmt.Errorf("bad ino in %q", line)
+				}
+			}
+			if v, ok := strings.CutPrefix(kv, "sdev:"); ok {
+				if r.sdev, err = strconv.ParseUint(v, 16, 64); err != nil {
+					return nil, fmt.Errorf("bad sdev in %q", line)
 				}
 			}
 		}

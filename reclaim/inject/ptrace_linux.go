@@ -76,6 +76,8 @@ type tracer struct {
 	// trapped counts SIGSYS signals that the target's seccomp filter
 	// raised for our calls and that were dropped.
 	trapped int
+	// hook is called between detaches (tests kill the releaser there).
+	hook func(point string)
 }
 
 type pendingSignal struct {
@@ -626,6 +628,9 @@ func (t *tracer) detachAll() (stragglers []int) {
 				t.log.Warn("detach failed", zap.Int("tid", tid), zap.Error(err))
 			}
 			th.state = gone
+			if t.hook != nil {
+				t.hook("detached-one")
+			}
 		case running:
 			stragglers = append(stragglers, tid)
 		}
