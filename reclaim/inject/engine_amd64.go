@@ -6,7 +6,6 @@ package inject
 // area, and the registers for chain calls and the routine.
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 
@@ -37,7 +36,11 @@ func (e *engine) archSetup() string {
 	if err != nil {
 		return fmt.Sprintf("cannot read the mappings: %v", err)
 	}
-	at, why := frameSpot(parseMaps(data), r.base.r.Rsp, x86FrameSize(xn), r.tid == r.t.PID, e.p.goRuntime, e.p.startStack)
+	layout, err := threadXsaveLayout(e.arch.xstate)
+	if err != nil {
+		return fmt.Sprintf("cannot lay out the xsave area of a restore frame: %v", err)
+	}
+	at, why := frameSpot(parseMaps(data), r.base.r.Rsp, x86FrameSize(layout.size), r.tid == r.t.PID, e.p.goRuntime, e.p.startStack)
 	if why != "" {
 		return why
 	}
@@ -49,7 +52,7 @@ func (e *engine) archSetup() string {
 		e.restartBlock = true
 		e.arch.restored.r.Rax = r.orig.r.Orig_rax
 	}
-	frame, err := buildFrameAMD64(at, e.p.rt, amd64Regs(e.arch.restored.r), e.mask, e.arch.xstate)
+	frame, err := buildFrameAMD64(at, e.p.rt, amd64Regs(e.arch.restored.r), e.mask, e.arch.xstate, layout)
 	if err != nil {
 		return err.Error()
 	}
@@ -141,13 +144,8 @@ func (e *engine) compareRestored() string {
 	if err != nil {
 		return fmt.Sprintf("cannot read the xsave state: %v", err)
 	}
-	if !bytes.Equal(x[:n], e.arch.xstate) {
-		for i := 0; i < n && i < len(e.arch.xstate); i++ {
-			if x[i] != e.arch.xstate[i] {
-				return fmt.Sprintf("xsave state differs from byte %d", i)
-			}
-		}
-		return fmt.Sprintf("xsave state is %d bytes, was %d", n, len(e.arch.xstate))
+	if same, why := sameXstate(x[:n], e.arch.xstate); !same {
+		return why
 	}
 	return ""
 }
