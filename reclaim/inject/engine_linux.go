@@ -51,6 +51,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 )
 
 // defaultPauseTimeout is how long the routine waits at a pause for us
@@ -93,7 +95,30 @@ func prepareEngine(pid int) *enginePrep {
 	}
 	exe, _ := os.Readlink(procPath(pid, "exe"))
 	maps := parseMaps(data)
+	// As in findInsn, a file mapping is read only if its device is one the
+	// target's mount table shows served by the kernel (main's FUSE rule);
+	// the path check on top refuses a path that now crosses a FUSE mount.
+	table, err := procfs.MountsOf(pid)
+	if err != nil {
+		p.reason = fmt.Sprintf("cannot read the mount table: %v", err)
+		return p
+	}
+	kernelFile := map[uint64]bool{}
+	for _, m := range procfs.ParseMaps(data) {
+		if m.Inode != 0 && m.Dev != 0 && table.KernelDev(m.Dev) {
+			kernelFile[m.Start] = true
+		}
+	}
 	exeOK := exe != "" && !fuseOnPath(mounts, exe)
+	if exeOK {
+		exeOK = false
+		for _, m := range maps {
+			if m.name == exe {
+				exeOK = kernelFile[m.start]
+				break
+			}
+		}
+	}
 	p.goRuntime = isGoProcess(pid, maps, exeOK)
 	if st, err := os.ReadFile(procPath(pid, "stat")); err == nil {
 		p.startStack = statStartStack(st)
@@ -112,7 +137,7 @@ func prepareEngine(pid int) *enginePrep {
 		switch {
 		case m.name == "[vdso]":
 			order = append([]mapping{m}, order...)
-		case strings.HasPrefix(m.name, "/") && (m.name == exe && exeOK || stableLibrary(m.name) && !fuseOnPath(mounts, m.name)):
+		case strings.HasPrefix(m.name, "/") && kernelFile[m.start] && (m.name == exe && exeOK || stableLibrary(m.name) && !fuseOnPath(mounts, m.name)):
 			order = append(order, m)
 		}
 	}
