@@ -19,7 +19,7 @@ func TestParseExample(t *testing.T) {
 	}
 	want := &Policy{
 		Version:     1,
-		Defaults:    Defaults{MinIdle: 5 * time.Minute, Method: MethodDevNull, Watched: WatchedSkip, WatchedMethod: MethodHangup, MaxPerRun: 1000},
+		Defaults:    Defaults{MinIdle: 5 * time.Minute, Method: MethodDevNull, Watched: WatchedSkip, WatchedMethod: MethodQuiet, MaxPerRun: 1000},
 		Pressure:    Pressure{Warn: 80, Critical: 95, MinIdle: 30 * time.Second},
 		Holders:     Holders{WarnAt: 50, ReclaimAt: 200},
 		SelfService: false,
@@ -168,7 +168,7 @@ func TestParseValues(t *testing.T) {
 			name: "close, reclaim, self service",
 			yaml: "version: 1\ndefaults: {method: close, watched: reclaim, min_idle: 1h, max_per_run: 3}\nself_service: true\n",
 			check: func(t *testing.T, p *Policy) {
-				want := Defaults{MinIdle: time.Hour, Method: MethodClose, Watched: WatchedReclaim, WatchedMethod: MethodHangup, MaxPerRun: 3}
+				want := Defaults{MinIdle: time.Hour, Method: MethodClose, Watched: WatchedReclaim, WatchedMethod: MethodQuiet, MaxPerRun: 3}
 				if p.Defaults != want || !p.SelfService {
 					t.Errorf("policy = %+v", p)
 				}

@@ -165,6 +165,6 @@ func (r Rule) exactTerminalServer() string {
 }
 
 var replacementText = map[Method]string{
-	MethodHangup: "a hung-up pipe",
+	MethodHangup: "a hung-up socket",
 	MethodQuiet:  "a silent socket",
 }

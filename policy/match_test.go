@@ -244,12 +244,12 @@ func TestReplacement(t *testing.T) {
 		want     Method
 		why      string
 	}{
-		{false, Decision{}, "", MethodDevNull, "defaults.method devnull"},
+		{false, Decision{}, "", MethodQuiet, "defaults.method quiet"},
 		{false, Decision{}, MethodClose, MethodClose, "--method close"},
-		{true, Decision{}, "", MethodHangup, "defaults.watched_method hangup"},
+		{true, Decision{}, "", MethodQuiet, "defaults.watched_method quiet"},
 		{true, rule, "", MethodQuiet, "allow[0] (name: node) watched_method quiet"},
 		{true, rule, MethodDevNull, MethodQuiet, "not --method devnull"},
-		{true, Decision{}, MethodClose, MethodHangup, "not --method close"},
+		{true, Decision{}, MethodClose, MethodQuiet, "not --method close"},
 		{true, rule, MethodHangup, MethodHangup, "--method hangup"},
 	}
 	for _, c := range cases {

@@ -21,13 +21,16 @@ type Method string
 const (
 	MethodDevNull Method = "devnull"
 	MethodClose   Method = "close"
-	// MethodHangup replaces the fd with the read end of a pipe whose
-	// write end is closed (EOF, POLLHUP, writes fail with EBADF), and
-	// moves its epoll registrations there: it looks like a real hang-up.
+	// MethodHangup replaces the fd with a Unix socket shut down for
+	// reading whose peer stays open in the holder (reads EOF, polls
+	// readable, writes accepted until its buffer fills, never SIGPIPE),
+	// and moves its epoll or kqueue registrations there: it looks like a
+	// real hang-up, so the program closes it through its own code.
 	MethodHangup Method = "hangup"
 	// MethodQuiet replaces the fd with a socket whose peer stays open in
 	// the holder (pollable, never readable, writes accepted until its
-	// buffer fills), and moves its epoll registrations there.
+	// buffer fills), and moves its epoll or kqueue registrations there: a
+	// terminal nobody types into; the program keeps it.
 	MethodQuiet Method = "quiet"
 	// MethodKill ends an orphan child (SIGTERM, grace, SIGKILL).
 	MethodKill Method = "kill"
@@ -199,14 +202,24 @@ var TerminalServers = []string{
 // Default returns the policy used when no policy file exists: report
 // everything, act on nothing. Terminal servers need no deny rule: they are
 // always protected (TerminalServers).
+//
+// What a release does, once asked, was chosen by measurement on real event
+// loops (reclaim/runtimes: Node with node-pty, Go, Python asyncio, libuv,
+// GLib, libev through Perl EV; reclaim/bench/runtimes.sh). quiet harmed
+// none of them, watched or not. hangup harmed only a reader that ignores
+// EOF (its loop spun); every other program closed the fd through its own
+// code, so it stays a choice per allow rule (watched_method). devnull made
+// a later registration fail (Python's add_reader raised PermissionError,
+// libuv's uv_poll_init EPERM); close let fd numbers be reused (GLib spun,
+// libuv stalled, Python raised). So quiet for every fd, watched included.
 func Default() *Policy {
 	p := &Policy{
 		Version: SupportedVersion,
 		Defaults: Defaults{
 			MinIdle:       5 * time.Minute,
-			Method:        MethodDevNull,
-			Watched:       WatchedSkip,
-			WatchedMethod: MethodHangup,
+			Method:        MethodQuiet,
+			Watched:       WatchedReclaim,
+			WatchedMethod: MethodQuiet,
 			MaxPerRun:     1000,
 		},
 		Pressure: Pressure{
@@ -231,29 +244,44 @@ func Default() *Policy {
 func (p *Policy) Replacement(watched bool, d Decision, override Method) (method Method, why string) {
 	if !watched {
 		if override != "" {
-			return override, "unwatched: --method " + string(override)
+			return override, "unwatched: --method " + string(override) + effect(override)
 		}
-		return p.Defaults.Method, "unwatched: defaults.method " + string(p.Defaults.Method)
+		return p.Defaults.Method, "unwatched: defaults.method " + string(p.Defaults.Method) + effect(p.Defaults.Method)
 	}
 	method, why = p.Defaults.WatchedMethod, "watched by its event loop: defaults.watched_method "+string(p.Defaults.WatchedMethod)
 	if d.WatchedMethod != "" {
 		method, why = d.WatchedMethod, "watched by its event loop: "+d.Rule+" watched_method "+string(d.WatchedMethod)
 	}
 	if override.Pollable() {
-		return override, "watched by its event loop: --method " + string(override)
-	}
-	if override != "" {
+		method, why = override, "watched by its event loop: --method "+string(override)
+	} else if override != "" {
 		why += " (not --method " + string(override) + ": the loop needs an fd it can poll)"
 	}
-	return method, why
+	return method, why + effect(method) + ", its epoll/kqueue registrations moved to it"
+}
+
+// effect says in a clause what a method leaves at the fd.
+func effect(method Method) string {
+	switch method {
+	case MethodHangup:
+		return ": a socket that reads EOF like a hung-up terminal, so the program closes it itself"
+	case MethodQuiet:
+		return ": a socket that never becomes readable, like a terminal nobody types into"
+	case MethodDevNull:
+		return ": /dev/null"
+	case MethodClose:
+		return ": the fd is closed"
+	}
+	return ""
 }
 
 // CheckMethodFlag checks a --method given on the command line or in a
 // self-service request: "" (the policy's) or a method a person may ask
 // for by hand.
 func CheckMethodFlag(m Method) error {
-	if m != "" && m != MethodDevNull && m != MethodClose {
-		return fmt.Errorf("--method %q: want devnull or close", m)
+	switch m {
+	case "", MethodQuiet, MethodHangup, MethodDevNull, MethodClose:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--method %q: want quiet, hangup, devnull or close", m)
 }

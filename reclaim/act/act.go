@@ -25,6 +25,12 @@ const (
 	Failed  = inject.ResultFailed
 )
 
+// FollowUp is how long a release watches whether the program closes a
+// pollable replacement by itself: a short check, not a wait. An event loop
+// that reads the hang-up closes the fd within milliseconds; a paused
+// stream only when the program resumes it.
+const FollowUp = 200 * time.Millisecond
+
 // Action is one element of release --json "actions".
 type Action struct {
 	Kind   string        `json:"kind"`
@@ -40,7 +46,7 @@ type Action struct {
 	// ClosedByProgramAfter is, for an fd replaced by a pollable method, how
 	// many seconds after the release the program closed the replacement
 	// through its own code (its event loop saw the hang-up); null when it
-	// did not within the short follow-up check.
+	// did not within the short follow-up check (FollowUp).
 	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
 	// CrashSafe, for an fd the injector acted on, says whether the release
 	// was covered by a restore frame in the target (had ptyreclaim died at
@@ -260,6 +266,9 @@ func (e *Executor) logged(p *snapshot.Process, a Action) Action {
 		if a.CrashSafeReason != "" {
 			fields = append(fields, zap.String("crash_safe_reason", a.CrashSafeReason))
 		}
+	}
+	if a.ClosedByProgramAfter != nil {
+		fields = append(fields, zap.Float64("closed_by_program_after", *a.ClosedByProgramAfter))
 	}
 	if a.Result == Failed {
 		e.Log.Warn("action", fields...)

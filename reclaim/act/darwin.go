@@ -60,9 +60,10 @@ func NewDarwin(o DarwinOptions) *Darwin {
 				}
 				return ""
 			},
-			look:   lookFD(),
-			lastIO: libproc.PTYLastIO,
-			lldb:   lldb.Run(o.LLDB, o.ExprTimeout),
+			look:    lookFD(),
+			lastIO:  libproc.PTYLastIO,
+			kqueues: libproc.KQueueRegs,
+			lldb:    lldb.Run(o.LLDB, o.ExprTimeout),
 		},
 	}}
 }

@@ -20,10 +20,6 @@ import (
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
-// followUp is how long a release watches whether the program closes the
-// replacement of a watched fd by itself.
-const followUp = 200 * time.Millisecond
-
 // Linux releases fds with the ptrace injector and ends orphans through
 // pidfds.
 type Linux struct {
@@ -162,7 +158,7 @@ func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.I
 	var closedAfter map[int]time.Duration
 	for _, r := range rep.FDs {
 		if r.Result == inject.ResultDone && r.Method.Pollable() {
-			closedAfter = inject.ClosedByProgram(p.PID, rep.FDs, followUp)
+			closedAfter = inject.ClosedByProgram(p.PID, rep.FDs, FollowUp)
 			break
 		}
 	}

@@ -37,6 +37,8 @@ type macSys struct {
 	look func(pid, fd int) (libproc.FDNow, error)
 	// lastIO reads a PTY's last I/O time now.
 	lastIO func(index int) time.Time
+	// kqueues reads every kqueue registration of pid now.
+	kqueues func(pid int) ([]libproc.KQueueReg, error)
 	// lldb runs lldb and returns its output. The error is for lldb that
 	// could not run (missing, timed out), not for a failed attach.
 	lldb lldb.Runner
@@ -216,25 +218,115 @@ func (m *macActor) releaseInPlace(ctx context.Context, p *snapshot.Process, item
 	if len(todo) == 0 {
 		return 0
 	}
+	// One lldb session per method: a process may hold watched fds (hangup
+	// or quiet) beside unwatched ones (devnull).
+	var frozen time.Duration
+	for _, group := range byMethod(items, todo) {
+		frozen += m.releaseGroup(ctx, p, items, group, out, log)
+	}
+	return frozen
+}
 
-	res, frozen, err := lldb.Release(ctx, m.sys.lldb, lldb.Target{PID: p.PID, FDs: fds, Method: items[todo[0]].Method, Timeout: m.exprTimeout})
+// byMethod splits items[idx] by method, in order of first appearance.
+func byMethod(items []plan.Item, idx []int) [][]int {
+	var order []policy.Method
+	groups := map[policy.Method][]int{}
+	for _, i := range idx {
+		m := items[i].Method
+		if _, ok := groups[m]; !ok {
+			order = append(order, m)
+		}
+		groups[m] = append(groups[m], i)
+	}
+	out := make([][]int, 0, len(order))
+	for _, m := range order {
+		out = append(out, groups[m])
+	}
+	return out
+}
+
+// releaseGroup releases items[todo], which share one method, with one
+// lldb session. For hangup and quiet it first reads the fds' kqueue
+// registrations, to make them again on the replacement (dup2 drops the old
+// file's), and afterwards proves from the kernel's view that they are
+// there.
+func (m *macActor) releaseGroup(ctx context.Context, p *snapshot.Process, items []plan.Item, todo []int, out []Action, log *zap.Logger) time.Duration {
+	method := items[todo[0]].Method
+	var fds []int
+	var regs []lldb.KEvent
+	want := map[int][]libproc.KQueueReg{}
+	if method.Pollable() {
+		all, err := m.sys.kqueues(p.PID)
+		if err != nil {
+			for _, i := range todo {
+				out[i] = NewAction(items[i], Failed, fmt.Sprintf("its kqueue registrations are unreadable, so they could not be moved: %v", err))
+			}
+			return 0
+		}
+		var kept []int
+		for _, i := range todo {
+			fd := items[i].FD
+			rs, why := libproc.RegsOf(all, fd)
+			if why != "" {
+				out[i] = NewAction(items[i], Skipped, why)
+				continue
+			}
+			want[fd] = rs
+			for _, r := range rs {
+				regs = append(regs, keventOf(fd, r))
+			}
+			kept = append(kept, i)
+		}
+		todo = kept
+	} else {
+		for _, i := range todo {
+			if items[i].Watched {
+				// The plan gives watched fds a pollable method only; a
+				// kqueue cannot watch /dev/null or a closed fd.
+				out[i] = NewAction(items[i], Skipped, fmt.Sprintf("fd %d is watched by its kqueue: method %s cannot be watched, its event loop would fail (use hangup or quiet)", items[i].FD, method))
+			}
+		}
+	}
+	for _, i := range todo {
+		if out[i].Result == "" {
+			fds = append(fds, items[i].FD)
+		}
+	}
+	if len(fds) == 0 {
+		return 0
+	}
+
+	res, frozen, err := lldb.Release(ctx, m.sys.lldb, lldb.Target{PID: p.PID, FDs: fds, Method: method, Regs: regs, Timeout: m.exprTimeout})
 	if err != nil {
 		for _, i := range todo {
-			out[i] = NewAction(items[i], Failed, err.Error())
+			if out[i].Result == "" {
+				out[i] = NewAction(items[i], Failed, err.Error())
+			}
 		}
 		return frozen
 	}
 	if res.AttachError != "" {
 		log.Info("lldb could not attach", zap.Int("pid", p.PID), zap.String("error", res.AttachError))
 	}
+	var after []libproc.KQueueReg
+	var afterErr error
+	if method.Pollable() {
+		after, afterErr = m.sys.kqueues(p.PID)
+	}
 	for _, i := range todo {
 		it := items[i]
+		if out[i].Result != "" {
+			continue
+		}
 		now, err := m.sys.look(p.PID, it.FD)
 		if err != nil {
 			out[i] = NewAction(it, Failed, fmt.Sprintf("fd %d unreadable after the release: %v", it.FD, err))
 			continue
 		}
 		result, reason := released(it, now, res)
+		if result == Done && method.Pollable() && now.Kind == libproc.FDSocket {
+			result, reason = reRegistered(it.FD, want[it.FD], after, afterErr, res)
+		}
 		out[i] = NewAction(it, result, reason)
 	}
 	return frozen

@@ -3,6 +3,7 @@ package act
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +33,12 @@ type fakeMac struct {
 	blocked string
 	refused string
 	lastIO  time.Time
+	// kq are the process's kqueue registrations (one process: pid 70);
+	// kqErr makes them unreadable; keventFails makes the fake kevent fail
+	// for that filter.
+	kq          []libproc.KQueueReg
+	kqErr       error
+	keventFails int16
 }
 
 func (f *fakeMac) sys() macSys {
@@ -64,6 +71,9 @@ func (f *fakeMac) sys() macSys {
 			return libproc.FDNow{Kind: libproc.FDClosed}, nil
 		},
 		lastIO: func(int) time.Time { return f.lastIO },
+		kqueues: func(int) ([]libproc.KQueueReg, error) {
+			return append([]libproc.KQueueReg(nil), f.kq...), f.kqErr
+		},
 		lldb: func(_ context.Context, args []string) (string, error) {
 			f.lldbRun = append(f.lldbRun, args)
 			if f.lldbErr != nil {
@@ -250,5 +260,145 @@ func TestReleaseInPlaceRefusals(t *testing.T) {
 		if a.Result != c.result || !strings.Contains(a.Reason, c.reason) || (len(f.lldbRun) > 0) != c.lldb {
 			t.Errorf("%s: %+v (lldb ran %d)", c.name, a, len(f.lldbRun))
 		}
+	}
+}
+
+// lldbPollable does what lldb would for hangup and quiet: the socket pair,
+// dup2 (which drops the fd's knotes, as xnu's knote_fdclose does), and
+// each kevent EV_ADD, read from its command's words.
+func lldbPollable(f *fakeMac, pid int) func(args []string) string {
+	return func(args []string) string {
+		var b strings.Builder
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] != "-o" {
+				continue
+			}
+			cmd := args[i+1]
+			b.WriteString("(lldb) " + cmd + "\n")
+			if strings.Contains(cmd, "socketpair") {
+				b.WriteString("(int) $0 = 41\n")
+			}
+			for fd := range f.fds[pid] {
+				if strings.HasSuffix(cmd, "dup2)($ptyreclaim_repl, "+strconv.Itoa(fd)+")") {
+					f.fds[pid][fd] = libproc.FDNow{Kind: libproc.FDSocket}
+					var kept []libproc.KQueueReg
+					for _, r := range f.kq {
+						if r.Ident != uint64(fd) {
+							kept = append(kept, r)
+						}
+					}
+					f.kq = kept
+					b.WriteString("(int) $1 = " + strconv.Itoa(fd) + "\n")
+				}
+			}
+			if _, rest, ok := strings.Cut(cmd, "unsigned long long ev[4] = {"); ok {
+				var w [4]uint64
+				var kq int
+				fmt.Sscanf(rest, "%dULL, %dULL, %dULL, %dULL}", &w[0], &w[1], &w[2], &w[3])
+				fmt.Sscanf(rest[strings.Index(rest, "kevent)(")+len("kevent)("):], "%d,", &kq)
+				k := libproc.Knote{Ident: w[0], Filter: int16(uint16(w[1])), Flags: uint16(w[1] >> 16), UData: w[3]}
+				if k.Filter == f.keventFails {
+					b.WriteString("(int) $2 = -1\n")
+				} else {
+					f.kq = append(f.kq, libproc.KQueueReg{KQ: kq, Knote: k})
+					b.WriteString("(int) $2 = 0\n")
+				}
+			}
+		}
+		return b.String()
+	}
+}
+
+func watchedItem(p *snapshot.Process, fd int, method policy.Method) plan.Item {
+	it := ptyItem(p, fd, plan.Reclaim, method)
+	it.Watched = true
+	return it
+}
+
+// TestReleaseInPlaceWatched: a watched fd gets the hangup socket with its
+// kqueue registrations (two kqueues) made again, same filter and udata;
+// an unwatched fd of the same process gets /dev/null in its own session.
+func TestReleaseInPlaceWatched(t *testing.T) {
+	fresh := func() (*fakeMac, *snapshot.Process, []plan.Item) {
+		f := &fakeMac{
+			start:  map[int]uint64{70: 3},
+			fds:    map[int]map[int]libproc.FDNow{70: {13: master(23), 15: master(25)}},
+			lastIO: time.Unix(100, 0),
+			kq: []libproc.KQueueReg{
+				{KQ: 4, Knote: libproc.Knote{Ident: 13, Filter: -1, Flags: 0x1, UData: 0xfeed}},
+				{KQ: 9, Knote: libproc.Knote{Ident: 13, Filter: -2, Flags: 0x21, UData: 0xbeef}},
+				{KQ: 4, Knote: libproc.Knote{Ident: 3, Filter: -1}}, // another fd: untouched
+			},
+			keventFails: 1, // no filter
+		}
+		pollable := lldbPollable(f, 70)
+		devnull := lldbReleases(f, 70)
+		f.lldb = func(args []string) string {
+			if strings.Contains(strings.Join(args, " "), "socketpair") {
+				return pollable(args)
+			}
+			return devnull(args)
+		}
+		p := &snapshot.Process{PID: 70, StartTime: 3}
+		return f, p, []plan.Item{watchedItem(p, 13, policy.MethodHangup), ptyItem(p, 15, plan.Reclaim, policy.MethodDevNull)}
+	}
+
+	f, p, items := fresh()
+	actions, _ := f.actor().reclaim(context.Background(), p, items, zap.NewNop())
+	if len(f.lldbRun) != 2 {
+		t.Fatalf("lldb ran %d times, want once per method", len(f.lldbRun))
+	}
+	for i, want := range []policy.Method{policy.MethodHangup, policy.MethodDevNull} {
+		if a := actions[i]; a.Result != Done || a.Method != want || a.Reason != "" {
+			t.Errorf("fd %d: %+v", *a.FD, a)
+		}
+	}
+	if got := libproc.MissingRegs([]libproc.KQueueReg{
+		{KQ: 4, Knote: libproc.Knote{Ident: 13, Filter: -1, UData: 0xfeed}},
+		{KQ: 9, Knote: libproc.Knote{Ident: 13, Filter: -2, UData: 0xbeef}},
+		{KQ: 4, Knote: libproc.Knote{Ident: 3, Filter: -1}},
+	}, f.kq); len(got) != 0 {
+		t.Errorf("registrations not made again: %+v (now %+v)", got, f.kq)
+	}
+	for _, r := range f.kq {
+		if r.Ident == 13 && r.Filter == -2 && r.Flags != 0x25 { // EV_ADD|EV_CLEAR|EV_ENABLE
+			t.Errorf("write registration flags %#x, want 0x25", r.Flags)
+		}
+	}
+	if script := strings.Join(f.lldbRun[0], " "); strings.Contains(script, ", 15)") || !strings.Contains(script, "shutdown") {
+		t.Errorf("hangup session: %s", script)
+	}
+
+	// A kevent that fails: the fd is the socket, but the loop would wait
+	// for events that never come. Failed, saying which registration.
+	f, p, items = fresh()
+	f.keventFails = -2
+	actions, _ = f.actor().reclaim(context.Background(), p, items, zap.NewNop())
+	if a := actions[0]; a.Result != Failed || !strings.Contains(a.Reason, "not registered as before: kqueue fd 9 filter -2 udata 0xbeef: kevent returned -1 in the holder") {
+		t.Errorf("failed kevent: %+v", a)
+	}
+
+	// A registration in a libdispatch workloop cannot be moved: skipped,
+	// and the unwatched fd still released.
+	f, p, items = fresh()
+	f.kq = append(f.kq, libproc.KQueueReg{KQ: -1, Knote: libproc.Knote{Ident: 13, Filter: -1}})
+	actions, _ = f.actor().reclaim(context.Background(), p, items, zap.NewNop())
+	if a := actions[0]; a.Result != Skipped || !strings.Contains(a.Reason, "no fd (libdispatch)") || len(f.lldbRun) != 1 || actions[1].Result != Done {
+		t.Errorf("workloop: %+v, lldb ran %d", actions, len(f.lldbRun))
+	}
+
+	// Unreadable kqueues: nothing moved, nothing touched.
+	f, p, items = fresh()
+	f.kqErr = errors.New("proc_pidinfo: EPERM")
+	actions, _ = f.actor().reclaim(context.Background(), p, items[:1], zap.NewNop())
+	if a := actions[0]; a.Result != Failed || !strings.Contains(a.Reason, "kqueue registrations are unreadable") || len(f.lldbRun) != 0 {
+		t.Errorf("unreadable: %+v", a)
+	}
+
+	// A watched fd with a method a kqueue cannot watch is never touched.
+	f, p, _ = fresh()
+	actions, _ = f.actor().reclaim(context.Background(), p, []plan.Item{watchedItem(p, 13, policy.MethodDevNull)}, zap.NewNop())
+	if a := actions[0]; a.Result != Skipped || !strings.Contains(a.Reason, "cannot be watched") || len(f.lldbRun) != 0 {
+		t.Errorf("watched devnull: %+v", a)
 	}
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Releases N leaked masters from a multi-threaded target with ptyreclaim,
 # for several N, with two builds: this tree (the crash-safe engine: one
-# routine in the target for all fds) and a "before" revision (default
-# 1c0233f: every injected call a ptrace round trip). Each release is made
-# on unwatched masters (policy method devnull) and on masters watched in an
-# epoll set (watched: reclaim, watched_method hangup: epoll DEL, dup3, epoll
-# ADD). For some N it also closes the same fds of an identical target with
+# routine in the target for all fds) and a "before" revision (default main:
+# every injected call a ptrace round trip). Each release is made on
+# unwatched masters (policy method devnull) and on masters watched in an
+# epoll set, with each replacement a watched fd may get (watched: reclaim,
+# watched_method hangup, then quiet: epoll DEL, dup3, epoll ADD). For some N it also closes the same fds of an identical target with
 # one batch gdb session. Prints, per row, the total time of the command,
 # the longest freeze seen from inside the target (its heartbeat gap) and
 # ptyreclaim's own figure (the audit record's "frozen"), medians of RUNS,
@@ -14,12 +14,12 @@
 #   sudo bash reclaim/bench/release.sh [SIZES] [THREADS] [RUNS] [BEFORE_REV] [GDB_SIZES]
 #
 # Defaults: SIZES "10 100 490 1000 4000", 4 busy threads, 3 runs each,
-# BEFORE_REV 1c0233f ("" skips the before build), GDB_SIZES "490".
+# BEFORE_REV main ("" skips the before build), GDB_SIZES "490".
 set -euo pipefail
 sizes=${1:-10 100 490 1000 4000}
 threads=${2:-4}
 runs=${3:-3}
-before=${4-1c0233f}
+before=${4-main}
 gdbsizes=${5:-490}
 cd "$(dirname "$0")/../.."
 for tool in gcc gdb python3 go git; do
@@ -34,6 +34,7 @@ pol=$(mktemp -d /run/ptyreclaim-bench.XXXXXX)
 trap 'rm -rf "$work" "$pol"' EXIT
 printf 'version: 1\ndefaults:\n  method: devnull\n  max_per_run: 10000\n' >"$pol/unwatched.yaml"
 printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: hangup\n  max_per_run: 10000\n' >"$pol/watched.yaml"
+printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: quiet\n  max_per_run: 10000\n' >"$pol/watched-quiet.yaml"
 go build -o "$work/ptyreclaim-after" ./cmd/ptyreclaim
 builds=after
 if [ -n "$before" ]; then
@@ -77,7 +78,7 @@ def masters(pid):
     return sorted(fds)
 
 def release(build, n, mode):
-    p = start(n, mode)
+    p = start(n, "watched" if mode.startswith("watched") else mode)
     ask(p, "gap")
     before_nr = pty_nr()
     t = time.perf_counter()
@@ -121,7 +122,7 @@ def med(rs, k):
 rows = {}
 for n in sizes:
     for build in builds:
-        for mode in ("unwatched", "watched"):
+        for mode in ("unwatched", "watched", "watched-quiet"):
             rows[(n, build, mode)] = [release(build, n, mode) for _ in range(runs)]
     if n in gdbsizes:
         rows[(n, "gdb", "unwatched")] = [gdb(n) for _ in range(runs)]
@@ -134,7 +135,7 @@ for (n, build, mode), rs in rows.items():
           f"{[r['dropped'] for r in rs]} / {[r['left'] for r in rs]}")
 lo, hi = min(sizes), max(sizes)
 for build in builds:
-    for mode in ("unwatched", "watched"):
+    for mode in ("unwatched", "watched", "watched-quiet"):
         a, b = rows[(lo, build, mode)], rows[(hi, build, mode)]
         print(f"{build:6} {mode:9}: freeze {hi} fds / {lo} fds = {med(b,'gap')/med(a,'gap'):.1f}x (heartbeat), "
               f"{med(b,'frozen')/med(a,'frozen'):.1f}x (frozen)   (goal <= 2x)")

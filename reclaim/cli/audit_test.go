@@ -236,13 +236,21 @@ sys.stdin.read()
 `
 	p := testproc.Start(t, "python3", "-c", src)
 	v := p.ReadyInts(t)
-	got := findingsOf(auditJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s"), p.PID)
+	pol := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
+	writePolicy(t, pol, "version: 1\ndefaults:\n  watched: skip\n")
+	got := findingsOf(auditJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s", "--policy", pol), p.PID)
 	if len(got) != 2 {
 		t.Fatalf("want two findings, got %+v", got)
 	}
 	for i, f := range got {
 		if *f.FD != v[i] || !*f.Watched || f.Verdict != "skip" || !strings.Contains(f.Reason, "epoll") {
 			t.Errorf("watched master %d: %+v", v[i], f)
+		}
+	}
+	// The default releases watched fds with quiet, and says so.
+	for i, f := range findingsOf(auditJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s"), p.PID) {
+		if !*f.Watched || f.Verdict != "reclaim" || !strings.Contains(f.Reason, "watched by its event loop: defaults.watched_method quiet: a socket that never becomes readable") {
+			t.Errorf("watched master %d under the default: %+v", v[i], f)
 		}
 	}
 }

@@ -62,9 +62,13 @@ func tracebacks(t *testing.T, path string) int {
 	return strings.Count(string(b), "Traceback")
 }
 
-// The default release must not replace the unwatched slave of a PTY whose
-// master the program's event loop watches: one PTY, one verdict. Checked on
-// Debian's python3 with its asyncio, as a user runs it.
+// One PTY, one verdict: the release never replaces the unwatched slave of
+// a PTY whose master the program's event loop watches without the master.
+// Under watched: skip both ends stay; under the default both go, with
+// quiet, and the naive callback (which ignores an empty read, and would
+// raise at every turn on a real hang-up's EIO) is never woken: no
+// traceback, no spin. Checked on Debian's python3 with its asyncio, as a
+// user runs it.
 func TestDefaultReleaseKeepsAsyncioPTYWhole(t *testing.T) {
 	errPath := filepath.Join(t.TempDir(), "stderr")
 	p := testproc.Start(t, "/usr/bin/python3", "-c", asyncioBothEnds, errPath)
@@ -77,9 +81,11 @@ func TestDefaultReleaseKeepsAsyncioPTYWhole(t *testing.T) {
 	time.Sleep(window)
 	cpuBefore := cpuTicks(t, p.PID) - c0
 
-	rep, code, errs := releaseJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s")
+	skip := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
+	writePolicy(t, skip, "version: 1\ndefaults:\n  watched: skip\n")
+	rep, code, errs := releaseJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s", "--policy", skip)
 	if code != 0 {
-		t.Errorf("release: exit %d: %s", code, errs)
+		t.Errorf("release under watched: skip: exit %d: %s", code, errs)
 	}
 	reasons := map[int]string{}
 	for _, a := range rep.Actions {
@@ -97,7 +103,23 @@ func TestDefaultReleaseKeepsAsyncioPTYWhole(t *testing.T) {
 	if len(rep.Freed) != 0 {
 		t.Errorf("freed: %+v", rep.Freed)
 	}
+	if got := links(t, p.PID, []int{master, slave}); fmt.Sprint(got) != fmt.Sprint(linksBefore) {
+		t.Errorf("fds changed under watched: skip: %v, were %v", got, linksBefore)
+	}
 
+	rep, code, errs = releaseJSON(t, "--pid", strconv.Itoa(p.PID), "--min-idle", "0s")
+	if code != 0 {
+		t.Errorf("default release: exit %d: %s", code, errs)
+	}
+	done := 0
+	for _, a := range rep.Actions {
+		if a.PID == p.PID && a.Result == "done" && a.Method == "quiet" {
+			done++
+		}
+	}
+	if done != 2 || len(rep.Freed) != 1 {
+		t.Errorf("default release: %d ends done with quiet, freed %+v; want both, one PTY", done, rep.Freed)
+	}
 	c1 := cpuTicks(t, p.PID)
 	time.Sleep(window)
 	cpuAfter := cpuTicks(t, p.PID) - c1
@@ -112,8 +134,10 @@ func TestDefaultReleaseKeepsAsyncioPTYWhole(t *testing.T) {
 	if cpuAfter > cpuBefore+20 {
 		t.Errorf("CPU ticks in %s went from %d to %d: the loop spins", window, cpuBefore, cpuAfter)
 	}
-	if got := links(t, p.PID, []int{master, slave}); fmt.Sprint(got) != fmt.Sprint(linksBefore) {
-		t.Errorf("fds changed: %v, were %v", got, linksBefore)
+	for _, fd := range []int{master, slave} {
+		if l, _ := testproc.FDLink(p.PID, fd); !strings.HasPrefix(l, "socket:") {
+			t.Errorf("fd %d is %q, want the quiet socket", fd, l)
+		}
 	}
 }
 

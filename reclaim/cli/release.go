@@ -42,9 +42,12 @@ func newReleaseCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "release",
 		Short: "Release leaked PTY fds inside running programs, and end stuck children",
-		Long: `release replaces each leaked PTY fd of the named processes with /dev/null
-(or closes it, --method close) by running the calls inside the process while
-all its threads are frozen, then lets it go on exactly where it was.
+		Long: `release replaces each leaked PTY fd of the named processes, at the same
+fd number, with a quiet socket (never readable, accepts writes, like a
+terminal nobody types into) by running the calls inside the process while
+all its threads are frozen, then lets it go on exactly where it was. An fd
+its event loop still watches keeps its epoll registrations, moved to the
+socket with the same events and data.
 
 Only what audit lists as a leak is touched, and never a live PTY, pid 1,
 kernel threads, terminal servers, traced processes or what a deny rule names.
@@ -52,11 +55,16 @@ With --pid or --name the named processes are acted on; with --all every
 candidate outside the deny rules; with neither, the policy's allow rules
 decide. --orphans also ends orphan children stuck forever in read().
 
---method close frees the fd number: the program may open something else
-under it, and a garbage-collected runtime that still holds an object for the
-old fd will close that new file when the object is finalized (seen with Go:
-finalizers closed 8 keep-alive sockets). The default, devnull, keeps the
-number owned by /dev/null and is safe.
+The default, quiet, harmed none of the event loops measured (Node with
+node-pty, Go, Python asyncio, libuv, GLib, libev). --method hangup reads EOF
+like a terminal that hung up, so a program closes it through its own code;
+a reader that ignores EOF then spins. --method devnull makes an event loop
+that registers the fd later fail (epoll refuses /dev/null) and is never
+given to a watched fd. --method close frees the fd number: the program may
+open something else under it, and a garbage-collected runtime that still
+holds an object for the old fd will close that new file when the object is
+finalized (seen with Go: finalizers closed 8 keep-alive sockets); a watched
+fd never gets it.
 
 When max_per_run stops a release before every leak is released, it says how
 many were left and exits 4: run it again. Exit 1 means an action failed.`,
@@ -74,7 +82,7 @@ many were left and exits 4: run it again. Exit 1 means an action failed.`,
 	f.StringSliceVar(&o.Names, "name", nil, "release in processes with this comm or executable base name; repeatable")
 	f.BoolVar(&o.All, "all", false, "release in every candidate outside the deny rules")
 	f.BoolVar(&o.Orphans, "orphans", false, "also end orphan children (of the named processes, or all with --all)")
-	f.StringVar(&o.Method, "method", "", "devnull (default: keeps the fd number owned) or close (frees the number: a garbage-collected runtime may later close whatever reuses it)")
+	f.StringVar(&o.Method, "method", "", "quiet, hangup, devnull or close (default: the policy's, quiet); watched fds only ever get quiet or hangup")
 	addScanFlags(f, &o.MinIdle, &o.PolicyPath)
 	f.BoolVar(&o.DryRun, "dry-run", false, "show what would be done, change nothing")
 	f.BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")

@@ -86,6 +86,8 @@ sys.stdin.read()
 	}
 	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
 	before := testproc.PTYCount(t)
+	skipWatched := filepath.Join(testproc.PolicyDir(t), "policy.yaml")
+	writePolicy(t, skipWatched, "version: 1\ndefaults:\n  watched: skip\n")
 
 	cases := []struct {
 		pid  int
@@ -93,7 +95,7 @@ sys.stdin.read()
 		want string
 	}{
 		{live.PID, []string{"--min-idle", "1h"}, "every PTY of pid " + strconv.Itoa(live.PID) + " (liveone) is live: nothing to release (2 PTY fds;"},
-		{watched.PID, []string{"--min-idle", "0s"}, "pid " + strconv.Itoa(watched.PID) + " (python3): nothing to release: its 3 leak candidates are all skipped: still registered in the holder's epoll set"},
+		{watched.PID, []string{"--min-idle", "0s", "--policy", skipWatched}, "pid " + strconv.Itoa(watched.PID) + " (python3): nothing to release: its 3 leak candidates are all skipped: still registered in the holder's epoll/kqueue set"},
 		{sleeper.Process.Pid, []string{"--min-idle", "0s"}, "pid " + strconv.Itoa(sleeper.Process.Pid) + " (sleep): nothing to release: it holds no PTY fd"},
 	}
 	for _, c := range cases {

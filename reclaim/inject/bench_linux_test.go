@@ -95,8 +95,9 @@ func TestReclaimRecheckAndCancel(t *testing.T) {
 
 // BenchmarkReclaimWatched compares the freeze for 490 masters watched in
 // an epoll set and released with hangup (epoll DEL, dup3, epoll ADD per
-// fd, after one pipe2) with 490 unwatched ones released with devnull, in
-// the same program (filtered.c, no filter), as frozen-µs/op.
+// fd, after one socketpair and shutdown) with 490 unwatched ones released
+// with devnull, in the same program (filtered.c, no filter), as
+// frozen-µs/op.
 func BenchmarkReclaimWatched(b *testing.B) {
 	for _, c := range []struct {
 		name   string

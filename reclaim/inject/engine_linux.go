@@ -555,6 +555,10 @@ type engRepl struct {
 type replKey struct {
 	m        Method
 	nonblock bool
+	// group: hangup and quiet make one socket per released file (as each
+	// PTY fd was its own), so that a program's shutdown, O_NONBLOCK or
+	// socket option on one fd does not reach the others; -1 for devnull.
+	group int
 }
 
 // engGroup is one group's ops in phase B.
@@ -624,7 +628,38 @@ func (r *run) planEngine() *engine {
 			return refuse(why)
 		}
 	}
+	if why := r.engineFDRoom(); why != "" {
+		return refuse(why)
+	}
 	return e
+}
+
+// engineFDRoom says why the engine must not run when the target's fd limit
+// cannot hold what it needs at once: it makes every replacement before it
+// touches any fd, so each hangup or quiet file costs two fds (the
+// temporary end, closed at the end, and the hidden end that stays) at the
+// peak, plus its probe pipe's read end; the call-by-call path closes each
+// temporary end at once and budgets the hidden ends (budgetHiddenEnds).
+func (r *run) engineFDRoom() string {
+	pollable := 0
+	for _, g := range r.groups {
+		if g.skip == "" && g.method.Pollable() {
+			pollable++
+		}
+	}
+	if pollable == 0 {
+		return ""
+	}
+	ents, err := os.ReadDir(procPath(r.t.PID, "fd"))
+	limits, lerr := os.ReadFile(procPath(r.t.PID, "limits"))
+	soft, perr := parseNofileSoft(limits)
+	if err != nil || lerr != nil || perr != nil {
+		return "the target's fd limit could not be read; call by call"
+	}
+	if room := hiddenEndsRoom(len(ents), soft); 2*pollable+1 > room {
+		return fmt.Sprintf("pid %d has %d of its %d fds open: too few left for the engine's %d temporary and hidden socket ends at once; call by call", r.t.PID, len(ents), soft, 2*pollable+1)
+	}
+	return ""
 }
 
 // checkFilters asks the thread's seccomp filters about every call the
@@ -663,6 +698,7 @@ func (e *engine) checkFilters() string {
 		{"openat", a.openat, []uint64{atFDCWD, 0x10000, oRDWR | oCLOEXEC, 0}},
 		{"socketpair", a.socketpair, []uint64{afUNIX, sockSTREAM | oCLOEXEC, 0, 0x10000}},
 		{"socketpair", a.socketpair, []uint64{afUNIX, sockSTREAM | oCLOEXEC | oNONBLOCK, 0, 0x10000}},
+		{"shutdown", a.shutdown, []uint64{3, shutRD}},
 	}
 	for _, c := range calls {
 		ip := uint64(0x10000 + rtStore)
@@ -1057,7 +1093,7 @@ func (e *engine) planB(v *verification, data *arena) error {
 	// Every verdict is needed now: take a share of the checks.
 	v.help()
 	// Part 1: the replacements, then every group's epoll removals.
-	for _, g := range r.groups {
+	for gi, g := range r.groups {
 		if !r.settleVerdicts(g, v) {
 			continue
 		}
@@ -1083,7 +1119,10 @@ func (e *engine) planB(v *verification, data *arena) error {
 		}
 		eg := &engGroup{g: g}
 		if g.method != MethodClose {
-			key := replKey{g.method, nonblock && g.method != MethodDevNull}
+			key := replKey{g.method, nonblock && g.method != MethodDevNull, -1}
+			if g.method.Pollable() {
+				key.group = gi
+			}
 			rp := repls[key]
 			if rp == nil {
 				rp = &engRepl{key: key}
@@ -1106,14 +1145,14 @@ func (e *engine) planB(v *verification, data *arena) error {
 						return errors.New("scratch mapping full")
 					}
 					pieces = append(pieces, memPiece{pair, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
+					// As makeReplacement: a socket pair whose other end
+					// stays, hidden, in the target (writes accepted, never
+					// SIGPIPE); for hangup shut down for reading, so reads
+					// say EOF and poll says readable and RDHUP.
+					rp.create = t.add(rop{nr: uint32(a.socketpair), args: [6]uint64{afUNIX, sockSTREAM | flags, 0, pair}})
+					rp.ready = rp.create
 					if g.method == MethodHangup {
-						rp.create = t.add(rop{nr: uint32(a.pipe2), args: [6]uint64{pair, flags}})
-						// The write end goes at once: the read end then
-						// says EOF and POLLHUP.
-						rp.ready = t.add(rop{nr: uint32(a.close), flags: indirect(0) | flagIfOK, guard: t.result(rp.create), args: [6]uint64{pair + 4}})
-					} else {
-						rp.create = t.add(rop{nr: uint32(a.socketpair), args: [6]uint64{afUNIX, sockSTREAM | flags, 0, pair}})
-						rp.ready = rp.create
+						rp.ready = t.add(rop{nr: uint32(a.shutdown), flags: indirect(0) | flagIfOK, guard: t.result(rp.create), args: [6]uint64{pair, shutRD}})
 					}
 					rp.tmpAddr = pair
 				}
@@ -1350,10 +1389,7 @@ func (e *engine) judgeB() error {
 			rp.failed = describeRaw(raw)
 			continue
 		}
-		rp.repl = &replacement{method: rp.key.m, nonblock: rp.key.nonblock, tmp: tmp, peer: -1, copy: -1}
-		if rp.key.m == MethodQuiet {
-			rp.repl.peer = peer
-		}
+		rp.repl = &replacement{method: rp.key.m, nonblock: rp.key.nonblock, tmp: tmp, peer: peer, copy: -1}
 		c, err := unix.PidfdGetfd(r.pidfd, tmp, 0)
 		if err != nil {
 			rp.failed = fmt.Sprintf("cannot copy the new fd %d: %v", tmp, err)
@@ -1367,7 +1403,7 @@ func (e *engine) judgeB() error {
 			}
 		}
 		rp.repl.link, _ = os.Readlink(procPath(pid, "fd/"+strconv.Itoa(tmp)))
-		if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "pipe:", MethodQuiet: "socket:"}[rp.key.m]; !strings.HasPrefix(rp.repl.link, want) {
+		if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "socket:", MethodQuiet: "socket:"}[rp.key.m]; !strings.HasPrefix(rp.repl.link, want) {
 			rp.failed = fmt.Sprintf("the new fd %d is %q, not a %s replacement", tmp, rp.repl.link, rp.key.m)
 		}
 	}
@@ -1440,9 +1476,15 @@ func (e *engine) judgeB() error {
 			}
 		}
 	}
+	peers := map[Method][]int{}
 	for _, rp := range e.repls {
 		if rp.repl != nil && rp.repl.peer >= 0 {
-			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("quiet: the socket's other end stays open at fd %d in pid %d (close-on-exec)", rp.repl.peer, pid))
+			peers[rp.key.m] = append(peers[rp.key.m], rp.repl.peer)
+		}
+	}
+	for _, m := range []Method{MethodHangup, MethodQuiet} {
+		if len(peers[m]) > 0 {
+			r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: the sockets' other ends stay open in pid %d at fds %v (close-on-exec), one per released file", m, pid, peers[m]))
 		}
 	}
 	return nil

@@ -20,8 +20,9 @@ type abi struct {
 	close          uint64
 	mmap           uint64
 	munmap         uint64
-	pipe2          uint64
+	pipe2          uint64 // the engine's probe pipe
 	socketpair     uint64
+	shutdown       uint64
 	epollCtl       uint64
 	restartSyscall uint64
 	// epollEventSize is sizeof(struct epoll_event): packed on x86-64.
@@ -33,7 +34,7 @@ type abi struct {
 
 var abiAMD64 = abi{
 	name: "amd64", openat: 257, dup3: 292, close: 3, mmap: 9, munmap: 11,
-	pipe2: 293, socketpair: 53, epollCtl: 233,
+	pipe2: 293, socketpair: 53, shutdown: 48, epollCtl: 233,
 	restartSyscall: 219, epollEventSize: 12,
 	insn:      []byte{0x0f, 0x05}, // syscall
 	insnAlign: 1,
@@ -41,7 +42,7 @@ var abiAMD64 = abi{
 
 var abiARM64 = abi{
 	name: "arm64", openat: 56, dup3: 24, close: 57, mmap: 222, munmap: 215,
-	pipe2: 59, socketpair: 199, epollCtl: 21,
+	pipe2: 59, socketpair: 199, shutdown: 210, epollCtl: 21,
 	restartSyscall: 128, epollEventSize: 16,
 	insn:      []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
 	insnAlign: 4,
@@ -63,6 +64,7 @@ const (
 	oNONBLOCK   = 0x800   // 04000 octal
 	afUNIX      = 1
 	sockSTREAM  = 1
+	shutRD      = 0
 	epollCtlAdd = 1
 	epollCtlDel = 2
 	// epollWakeup is dropped by the kernel without CAP_BLOCK_SUSPEND, so
@@ -175,6 +177,38 @@ func openatFallbackReason(errno int, errText string) string {
 		return "fell back to close: no /dev/null in the target's mount namespace"
 	}
 	return "fell back to close: opening /dev/null in the target failed: " + errText
+}
+
+// parseNofileSoft reads the soft "Max open files" of /proc/PID/limits;
+// -1 for unlimited.
+func parseNofileSoft(data []byte) (int, error) {
+	for _, line := range strings.Split(string(data), "\n") {
+		rest, ok := strings.CutPrefix(line, "Max open files")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 1 {
+			break
+		}
+		if f[0] == "unlimited" {
+			return -1, nil
+		}
+		return strconv.Atoi(f[0])
+	}
+	return 0, errors.New("no \"Max open files\" line")
+}
+
+// hiddenEndsRoom is how many more fds a process with open fds and soft
+// limit soft may be given and still keep a reserve free (max(32,
+// soft/16)): the hidden ends of hangup and quiet sockets cost one fd per
+// released file, and a program left at its limit fails its next accept or
+// open.
+func hiddenEndsRoom(open, soft int) int {
+	if soft < 0 {
+		return 1 << 30
+	}
+	return soft - open - max(32, soft/16)
 }
 
 // dedupeFDs drops repeated and negative fd numbers, keeping the order.

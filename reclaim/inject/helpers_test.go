@@ -259,3 +259,24 @@ func FuzzParseEpollRegs(f *testing.F) {
 		fuseOnPath(b, "/dev/null")
 	})
 }
+
+func TestParseNofileSoft(t *testing.T) {
+	limits := "Limit                     Soft Limit           Hard Limit           Units     \n" +
+		"Max cpu time              unlimited            unlimited            seconds   \n" +
+		"Max open files            1024                 524288               files     \n"
+	if n, err := parseNofileSoft([]byte(limits)); n != 1024 || err != nil {
+		t.Errorf("got %d %v", n, err)
+	}
+	if n, err := parseNofileSoft([]byte("Max open files            unlimited            unlimited            files\n")); n != -1 || err != nil {
+		t.Errorf("unlimited: %d %v", n, err)
+	}
+	if _, err := parseNofileSoft([]byte("Max processes 5 5\n")); err == nil {
+		t.Error("no line: no error")
+	}
+	if r := hiddenEndsRoom(900, 1024); r != 1024-900-64 {
+		t.Errorf("room %d", r)
+	}
+	if r := hiddenEndsRoom(10, 100); r != 100-10-32 {
+		t.Errorf("small limit room %d", r)
+	}
+}

@@ -27,12 +27,14 @@ const (
 	MethodDevNull = policy.MethodDevNull
 	// MethodClose closes the fd.
 	MethodClose = policy.MethodClose
-	// MethodHangup points the fd at the read end of a pipe whose write end
-	// is closed: reads return EOF, poll reports POLLHUP, writes fail with
-	// EBADF (never SIGPIPE). To an event loop it looks like a real hang-up,
-	// so the program runs its own close path. Every epoll registration of
-	// the old file in the process is moved to it, with the same events and
-	// data.
+	// MethodHangup points the fd at one end of a Unix stream socket pair
+	// that is shut down for reading, whose other end stays open, hidden,
+	// in the target: reads return EOF, poll reports readable and RDHUP,
+	// writes are accepted (never SIGPIPE) until the buffer is full, as a
+	// hung-up PTY master's are. To an event loop it looks like a real
+	// hang-up, so the program runs its own close path. Every epoll
+	// registration of the old file in the process is moved to it, with the
+	// same events and data. It costs the target one extra fd per release.
 	MethodHangup = policy.MethodHangup
 	// MethodQuiet points the fd at one end of a Unix stream socket pair
 	// whose other end stays open, hidden, in the target: pollable, never
@@ -124,7 +126,7 @@ type FDResult struct {
 	// failed, or what changed ("fell back to close: target at its fd limit").
 	Reason string
 	// Replacement is what the fd names after a done release other than
-	// close, as /proc/PID/fd shows it ("/dev/null", "pipe:[123]",
+	// close, as /proc/PID/fd shows it ("/dev/null",
 	// "socket:[456]"), proven by kcmp against our own copy.
 	Replacement string
 	// Epoll is how many epoll registrations were moved to the replacement.

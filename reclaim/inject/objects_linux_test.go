@@ -23,6 +23,11 @@ func TestReplacementObjects(t *testing.T) {
 	add := func(fd int) error {
 		return unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT})
 	}
+	pollRDHUP := func(fd int) int16 {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLOUT | unix.POLLRDHUP}}
+		unix.Poll(p, 0)
+		return p[0].Revents
+	}
 	poll := func(fd int) int16 {
 		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLOUT}}
 		unix.Poll(p, 0)
@@ -38,24 +43,40 @@ func TestReplacementObjects(t *testing.T) {
 		t.Errorf("epoll ADD of /dev/null: %v, want EPERM", err)
 	}
 
-	// hangup: a pipe's read end without a writer.
+	// hangup: a stream socket shut down for reading, its peer open.
+	h, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(h[0])
+	defer unix.Close(h[1])
+	if err := unix.Shutdown(h[0], unix.SHUT_RD); err != nil {
+		t.Fatal(err)
+	}
+	if err := add(h[0]); err != nil {
+		t.Errorf("epoll ADD of a hung-up socket: %v", err)
+	}
+	if rev := pollRDHUP(h[0]); rev&(unix.POLLIN|unix.POLLRDHUP) != unix.POLLIN|unix.POLLRDHUP || rev&(unix.POLLHUP|unix.POLLERR) != 0 {
+		t.Errorf("hung-up socket polls %#x, want POLLIN|POLLRDHUP without POLLHUP", rev)
+	}
+	if n, err := unix.Read(h[0], make([]byte, 8)); n != 0 || err != nil {
+		t.Errorf("hung-up socket read %d %v, want EOF", n, err)
+	}
+	if n, err := unix.Write(h[0], []byte("x")); n != 1 || err != nil {
+		t.Errorf("write to a hung-up socket: %d %v, want it accepted (a hung-up PTY master accepts writes)", n, err)
+	}
+
+	// What hangup once was: a pipe's read end without a writer. It polls
+	// POLLHUP like a hung-up master, but fails writes with EBADF, which
+	// node-pty re-throws as an uncaught error (reclaim/runtimes measured it).
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		t.Fatal(err)
 	}
 	unix.Close(p[1])
 	defer unix.Close(p[0])
-	if err := add(p[0]); err != nil {
-		t.Errorf("epoll ADD of a hung-up pipe: %v", err)
-	}
-	if rev := poll(p[0]); rev&unix.POLLHUP == 0 || rev&unix.POLLOUT != 0 {
-		t.Errorf("hung-up pipe polls %#x, want POLLHUP", rev)
-	}
-	if n, err := unix.Read(p[0], make([]byte, 8)); n != 0 || err != nil {
-		t.Errorf("hung-up pipe read %d %v, want EOF", n, err)
-	}
 	if _, err := unix.Write(p[0], []byte("x")); !errors.Is(err, unix.EBADF) {
-		t.Errorf("write to a hung-up pipe: %v, want EBADF (no SIGPIPE)", err)
+		t.Errorf("write to a hung-up pipe: %v, want EBADF", err)
 	}
 
 	// quiet: a stream socket whose peer stays open and silent.

@@ -134,7 +134,7 @@ func TestReclaimGoTarget(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, fd := range fds {
-		if link := tg.fdLink(fd); !strings.HasPrefix(link, "pipe:") {
+		if link := tg.fdLink(fd); !strings.HasPrefix(link, "socket:") {
 			t.Errorf("fd %d reads back as %q", fd, link)
 		}
 	}
@@ -381,6 +381,82 @@ func TestReclaimAtFDLimit(t *testing.T) {
 		}
 	}
 	tg.echo("at-limit")
+}
+
+// TestReclaimAtFDLimitHangup: hangup keeps one hidden socket end per
+// released file; a target at its fd limit has no room for them, so its
+// unwatched fds get devnull instead (the first then closed at the limit,
+// as devnull's always is), never a socket whose end would take a number
+// the program still owns.
+func TestReclaimAtFDLimitHangup(t *testing.T) {
+	tg := startTarget(t, program(t, "target"), "-m", "10", "-l")
+	fds := tg.readyFDs()
+	rep := reclaim(t, tg, fds, MethodHangup)
+	if rep.Done() != len(fds) {
+		t.Fatalf("done %d of %d: %+v", rep.Done(), len(fds), rep)
+	}
+	closed, null := 0, 0
+	for _, r := range rep.FDs {
+		t.Logf("fd %d: %s %s %q", r.FD, r.Result, r.Method, r.Reason)
+		switch link := tg.fdLink(r.FD); {
+		case r.Method == MethodClose && strings.Contains(r.Reason, "fd limit") && link == "closed":
+			closed++
+		case r.Method == MethodDevNull && strings.Contains(r.Reason, "too few left for the socket's hidden end") && link == "/dev/null":
+			null++
+		default:
+			t.Errorf("fd %d: %+v is %q", r.FD, r, link)
+		}
+	}
+	if closed != 1 || null != len(fds)-1 {
+		t.Errorf("%d closed at the limit, %d devnull: want 1 and the rest", closed, null)
+	}
+	tg.echo("at-limit")
+}
+
+// TestHiddenEndsBudget: with a soft fd limit that leaves room for only 2
+// hidden socket ends, 2 unwatched fds get their socket and the others
+// devnull; watched fds (which devnull would break) are all left alone.
+func TestHiddenEndsBudget(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		args   []string
+		method Method
+	}{
+		{"unwatched", []string{"-w", "0", "-u", "4"}, MethodQuiet},
+		{"watched", []string{"-w", "4", "-u", "0"}, MethodHangup},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tg := startTarget(t, program(t, "filtered"), c.args...)
+			fds := tg.readyFDs()
+			ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", tg.pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Room for 2 more after the reserve of 32: not for 4 hidden ends.
+			lim := unix.Rlimit{Cur: uint64(len(ents) + 34), Max: uint64(len(ents) + 34)}
+			if err := unix.Prlimit(tg.pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
+				t.Fatal(err)
+			}
+			rep := reclaim(t, tg, fds, c.method)
+			sockets := 0
+			for _, r := range rep.FDs {
+				link := tg.fdLink(r.FD)
+				t.Logf("fd %d: %s %s %q -> %s", r.FD, r.Result, r.Method, r.Reason, link)
+				if c.name == "unwatched" && r.Result == ResultDone && r.Method == c.method && strings.HasPrefix(link, "socket:") {
+					sockets++
+				} else if c.name == "unwatched" && (r.Result != ResultDone || r.Method != MethodDevNull || link != "/dev/null" || !strings.Contains(r.Reason, "too few left")) {
+					t.Errorf("fd %d: %+v is %q, want devnull for want of room", r.FD, r, link)
+				}
+				if c.name == "watched" && (r.Result != ResultSkipped || link != "/dev/ptmx" || !strings.Contains(r.Reason, "would leave it too few")) {
+					t.Errorf("fd %d: %+v is %q, want left alone", r.FD, r, link)
+				}
+			}
+			if c.name == "unwatched" && sockets != 2 {
+				t.Errorf("%d sockets, want the 2 there is room for", sockets)
+			}
+			tg.echo("budget")
+		})
+	}
 }
 
 // TestReclaimAbortsOnUnstoppableThread: a thread waiting in vfork() sleeps

@@ -17,7 +17,7 @@ import (
 // devNullPath is written into the scratch page; NUL-terminated for the kernel.
 var devNullPath = []byte("/dev/null\x00")
 
-// The scratch mapping: "/dev/null" at 0, pipe2/socketpair's two fds at 64,
+// The scratch mapping: "/dev/null" at 0, socketpair's two fds at 64,
 // and from pageSize on one struct epoll_event per registration to move,
 // all written with one process_vm_writev before the calls.
 
@@ -41,6 +41,7 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		return err
 	}
 	r.assignEpoll(sets)
+	r.budgetHiddenEnds()
 	// Nothing is written to the target unless some group passed its checks.
 	first := len(r.groups)
 	for i, g := range r.groups {
@@ -108,6 +109,7 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 	repls := map[[2]any]*replacement{}
 	replFailed := map[[2]any]string{}
 	devnullProblem := ""
+	atLimit := "" // why no more sockets are made, once the fd limit was hit
 	if err := r.devNullUsable(); err != nil {
 		devnullProblem = "used hangup instead of /dev/null: " + err.Error()
 	}
@@ -121,11 +123,29 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		if g.method == MethodDevNull && devnullProblem != "" {
 			g.method, g.note = MethodHangup, devnullProblem
 		}
+		if atLimit != "" && g.method.Pollable() {
+			if len(g.regs) == 0 {
+				g.method, g.note = MethodClose, atLimit
+			} else {
+				for _, fd := range g.fds {
+					res := r.result(fd)
+					res.Result, res.Reason = ResultFailed, "could not create the "+string(g.method)+" replacement: target at its fd limit"
+				}
+				continue
+			}
+		}
 		if g.method != MethodClose {
 			key := [2]any{g.method, nonblock && g.method != MethodDevNull}
+			if g.method.Pollable() {
+				// One socket per open file, as each PTY fd was its own:
+				// a program's shutdown, O_NONBLOCK or socket option on
+				// one fd must not reach the others (Node shuts down the
+				// write side of a stream that read EOF).
+				key = [2]any{g.method, gi}
+			}
 			rp, ok := repls[key]
 			if !ok {
-				rp, err = r.makeReplacement(g.method, key[1].(bool), page)
+				rp, err = r.makeReplacement(g.method, nonblock && g.method != MethodDevNull, page)
 				if rp != nil && rp.tmp >= 0 {
 					r.repls = append(r.repls, rp)
 				}
@@ -139,6 +159,13 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 						devnullProblem = ""
 						repls[key] = nil
 					}
+				case errors.As(err, &ce) && len(g.regs) == 0 && (ce.errno == unix.EMFILE || ce.errno == unix.ENFILE):
+					// An fd no epoll set watches is treated as devnull
+					// would be at the fd limit: closed. No later group
+					// makes a socket: its hidden end would take the
+					// number just closed, which the program still owns.
+					g.method, g.note = MethodClose, openatFallbackReason(int(ce.errno), ce.errno.Error())
+					atLimit = g.note
 				case errors.As(err, &ce):
 					replFailed[key] = fmt.Sprintf("could not create the %s replacement: %v", g.method, ce)
 					repls[key] = nil
@@ -167,7 +194,30 @@ func (r *run) inject(fds []int, v *verification) (err error) {
 		if err := r.replace(g, page, v); err != nil {
 			return err
 		}
+		if g.method.Pollable() && g.repl != nil {
+			// Its own replacement: close the temporary fd now, so that
+			// a release of many files needs two free fds, not two each.
+			if err := r.closeTmp(g.repl); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// closeTmp closes a replacement's temporary fd in the target, once.
+func (r *run) closeTmp(rp *replacement) error {
+	if rp.tmp < 0 {
+		return nil
+	}
+	_, errno, err := r.call("close", hostABI.close, uint64(rp.tmp))
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("temporary fd %d could not be closed: %v", rp.tmp, unix.Errno(errno)))
+	}
+	rp.tmp = -1
 	return nil
 }
 
@@ -260,17 +310,20 @@ func (r *run) replace(g *group, page uint64, v *verification) error {
 // from the kernel's view, and restores the thread, or says exactly why it
 // could not.
 func (r *run) finish(mask uint64, acted []*group, err error) error {
-	a := hostABI
 	if err == nil || !r.stuck && !errors.Is(err, errGone) {
+		peers := map[Method][]int{}
 		for _, rp := range r.repls {
-			if _, errno, cerr := r.call("close", a.close, uint64(rp.tmp)); cerr != nil {
+			if cerr := r.closeTmp(rp); cerr != nil {
 				err = errors.Join(err, cerr)
 				break
-			} else if errno != 0 {
-				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("temporary fd %d could not be closed: %v", rp.tmp, unix.Errno(errno)))
 			}
 			if rp.peer >= 0 {
-				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("quiet: the socket's other end stays open at fd %d in pid %d (close-on-exec)", rp.peer, r.t.PID))
+				peers[rp.method] = append(peers[rp.method], rp.peer)
+			}
+		}
+		for _, m := range []Method{MethodHangup, MethodQuiet} {
+			if len(peers[m]) > 0 {
+				r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%s: the sockets' other ends stay open in pid %d at fds %v (close-on-exec), one per released file", m, r.t.PID, peers[m]))
 			}
 		}
 	}

@@ -216,14 +216,69 @@ func (r *run) assignEpoll(sets map[int][]epollReg) {
 	}
 }
 
+// budgetHiddenEnds keeps the target below its fd limit: every hangup or
+// quiet group keeps one hidden socket end in the target. When they do not
+// fit (hiddenEndsRoom), unwatched groups get devnull instead, which costs
+// nothing; if the watched ones alone still do not fit, nothing is
+// released (a PTY is released whole or not at all).
+func (r *run) budgetHiddenEnds() {
+	var pollable []*group
+	for _, g := range r.groups {
+		if g.skip == "" && g.method.Pollable() {
+			pollable = append(pollable, g)
+		}
+	}
+	if len(pollable) == 0 {
+		return
+	}
+	ents, err := os.ReadDir(procPath(r.t.PID, "fd"))
+	limits, lerr := os.ReadFile(procPath(r.t.PID, "limits"))
+	soft, perr := parseNofileSoft(limits)
+	if err != nil || lerr != nil || perr != nil {
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("the fd limit of pid %d could not be read: the hidden socket ends were not budgeted", r.t.PID))
+		return
+	}
+	room := hiddenEndsRoom(len(ents), soft)
+	need := len(pollable)
+	for _, g := range pollable {
+		if need <= max(room, 0) {
+			return
+		}
+		if len(g.regs) == 0 {
+			g.note = fmt.Sprintf("devnull instead of %s: pid %d has %d of its %d fds open, too few left for the socket's hidden end", g.method, r.t.PID, len(ents), soft)
+			g.method = MethodDevNull
+			need--
+		}
+	}
+	if need <= max(room, 0) {
+		return
+	}
+	for _, g := range r.groups {
+		if g.skip == "" {
+			g.skip = fmt.Sprintf("pid %d has %d of its %d fds open: the hidden ends of %d hangup or quiet sockets would leave it too few", r.t.PID, len(ents), soft, need)
+		}
+	}
+}
+
 // refuseUnpollable is false only in the test that measures what devnull
 // and close do to event loops, the harm this refusal prevents.
 var refuseUnpollable = true
 
 // makeReplacement creates the object for method m in the target and takes
 // our copy of it. page is the scratch page: its second half receives the
-// two fds of pipe2 and socketpair.
+// two fds of socketpair.
 func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacement, error) {
+	rp, err := r.newReplacement(m, nonblock, page)
+	if err != nil && rp != nil && rp.peer >= 0 && !r.stuck && !errors.Is(err, errGone) {
+		// A replacement that will not be used keeps no hidden end.
+		if _, errno, cerr := r.call("close", hostABI.close, uint64(rp.peer)); cerr == nil && errno == 0 {
+			rp.peer = -1
+		}
+	}
+	return rp, err
+}
+
+func (r *run) newReplacement(m Method, nonblock bool, page uint64) (*replacement, error) {
 	a := hostABI
 	var flags uint64 = oCLOEXEC
 	if nonblock {
@@ -244,9 +299,7 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 		var v uint64
 		v, errno, err = r.call("openat", a.openat, atFDCWD, page, oRDWR|oCLOEXEC, 0)
 		rp.tmp = int(v)
-	case MethodHangup:
-		_, errno, err = r.call("pipe2", a.pipe2, out, flags)
-	case MethodQuiet:
+	case MethodHangup, MethodQuiet:
 		_, errno, err = r.call("socketpair", a.socketpair, afUNIX, sockSTREAM|flags, 0, out)
 	}
 	if err != nil {
@@ -266,16 +319,20 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 			rp.tmp = -1
 			return nil, &callError{name: string(m), errno: unix.EBADF}
 		}
+		// The other end stays, hidden, in the target: while it lives,
+		// writes are accepted and never raise SIGPIPE.
+		rp.peer = other
 		if m == MethodHangup {
-			// The write end goes at once: the read end then says EOF and
-			// POLLHUP, the look of a terminal that hung up.
-			if _, errno, err := r.call("close", a.close, uint64(other)); err != nil {
+			// Nothing will ever be read: reads say EOF and poll says
+			// readable and RDHUP, like a terminal that hung up. (A pipe
+			// without a writer would poll POLLHUP too, but fail writes
+			// with EBADF, which node-pty throws as an uncaught error; a
+			// hung-up PTY master accepts writes.)
+			if _, errno, err := r.call("shutdown", a.shutdown, uint64(rp.tmp), shutRD); err != nil {
 				return rp, err
 			} else if errno != 0 {
-				return rp, &callError{name: "close", errno: unix.Errno(errno)}
+				return rp, &callError{name: "shutdown", errno: unix.Errno(errno)}
 			}
-		} else {
-			rp.peer = other
 		}
 	}
 	c, err := unix.PidfdGetfd(r.pidfd, rp.tmp, 0)
@@ -284,24 +341,28 @@ func (r *run) makeReplacement(m Method, nonblock bool, page uint64) (*replacemen
 	}
 	rp.copy = c
 	rp.link, _ = os.Readlink(procPath(r.t.PID, "fd/"+strconv.Itoa(rp.tmp)))
-	if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "pipe:", MethodQuiet: "socket:"}[m]; !strings.HasPrefix(rp.link, want) {
+	if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "socket:", MethodQuiet: "socket:"}[m]; !strings.HasPrefix(rp.link, want) {
 		return rp, &callError{name: string(m), errno: unix.EBADF}
 	}
 	return rp, nil
 }
 
 // misbehaves checks on our copy that the replacement behaves as its method
-// says: a hang-up pipe has no writer left, a quiet socket is not readable.
+// says: a hang-up socket reads as shut down and still accepts writes (its
+// other end lives), a quiet one is not readable and accepts writes.
 func (rp *replacement) misbehaves() string {
-	p := []unix.PollFd{{Fd: int32(rp.copy), Events: unix.POLLIN | unix.POLLOUT}}
+	p := []unix.PollFd{{Fd: int32(rp.copy), Events: unix.POLLIN | unix.POLLOUT | unix.POLLRDHUP}}
 	if _, err := unix.Poll(p, 0); err != nil {
 		return fmt.Sprintf("cannot poll the replacement: %v", err)
 	}
+	rev := p[0].Revents
 	switch {
-	case rp.method == MethodHangup && p[0].Revents&unix.POLLHUP == 0:
-		return "the replacement pipe still has a writer"
-	case rp.method == MethodQuiet && p[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0:
-		return fmt.Sprintf("the replacement socket is not quiet (poll %#x)", p[0].Revents)
+	case rev&(unix.POLLHUP|unix.POLLERR) != 0:
+		return fmt.Sprintf("the replacement socket has lost its other end (poll %#x)", rev)
+	case rp.method == MethodHangup && rev&unix.POLLRDHUP == 0:
+		return fmt.Sprintf("the replacement socket does not read as hung up (poll %#x)", rev)
+	case rp.method == MethodQuiet && rev&(unix.POLLIN|unix.POLLRDHUP) != 0:
+		return fmt.Sprintf("the replacement socket is not quiet (poll %#x)", rev)
 	}
 	return ""
 }

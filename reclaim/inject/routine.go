@@ -169,8 +169,12 @@ func encodeHeader(timeoutNs int64, frame, gadget, base, size, table uint64) []by
 // probe list), phase B (ops and data for every fd and up to two epoll
 // registrations per fd).
 func scratchSize(nfds, fdsize int) (opsB, size int) {
-	opsB = 32 + 2*nfds + 2*(2*nfds+16)
-	dataB := 64 + 16*(2*nfds+16) + 64*8
+	// Per released file at most: its socket pair and shutdown, the close
+	// of its temporary end (hangup and quiet make one each), a dup3 or
+	// close and a fallback close per fd, and a DEL and ADD per
+	// registration.
+	opsB = 32 + 4*nfds + 2*(2*nfds+16)
+	dataB := 64 + 8*nfds + 16*(2*nfds+16) + 64*8
 	size = scrHeader + hdrLen + 16*opSize + 5*fdsize + 64 + opsB*opSize + dataB + 4096
 	return opsB, (size + pageSize - 1) &^ (pageSize - 1)
 }

@@ -16,12 +16,13 @@ import (
 
 // injectedCalls are every call the injector makes for devnull, hangup and
 // quiet; filtered.c filters one of them.
-var injectedCalls = []string{"openat", "dup3", "close", "mmap", "munmap", "epoll_ctl", "pipe2", "socketpair"}
+var injectedCalls = []string{"openat", "dup3", "close", "mmap", "munmap", "epoll_ctl", "socketpair", "shutdown"}
 
 // filteredTarget starts filtered.c with 2 watched and 2 unwatched masters
 // and the methods the policy would give them: the watched ones a pollable
-// replacement (quiet when the filtered call is socketpair, so that it is
-// reached), the others devnull.
+// replacement (hangup, whose calls are socketpair and shutdown; quiet when
+// the filtered call is socketpair, to reach it from both), the others
+// devnull.
 func filteredTarget(t *testing.T, call, action string) (*target, map[int]Method, int) {
 	t.Helper()
 	tg := startTarget(t, program(t, "filtered"), "-w", "2", "-u", "2", "-c", call, "-a", action)
@@ -86,7 +87,7 @@ func epollRegsOf(t *testing.T, pid, efd int) map[int]epollReg {
 func wantLink(m Method) string {
 	switch m {
 	case MethodHangup:
-		return "pipe:"
+		return "socket:"
 	case MethodQuiet:
 		return "socket:"
 	}

@@ -210,6 +210,26 @@ type Knote struct {
 	Filter int16
 	Flags  uint16 // EV_* as registered
 	Status uint32 // kn_status: KN_DISABLED 0x4, KN_DROPPING 0x8, ...
+	// UData is the owner's opaque value (libuv: none; libevent, Go:
+	// pointers), SFFlags and SData the filter flags and data as
+	// registered (NOTE_LOWAT and its threshold): what a registration of
+	// a replacement must carry to look the same to the owner.
+	UData   uint64
+	SFFlags uint32
+	SData   int64
+}
+
+// ReAddFlags are the EV_* flags that register another file exactly as
+// this knote: EV_ADD, the knote's own delivery flags (EV_ONESHOT,
+// EV_CLEAR, EV_DISPATCH, EV_UDATA_SPECIFIC), and EV_DISABLE when it is
+// disabled (by its owner or by EV_DISPATCH after a delivery: its owner
+// re-enables it), else EV_ENABLE.
+func (k Knote) ReAddFlags() uint16 {
+	f := evAdd | k.Flags&(evOneshot|evClear|evDispatch|evUdataSpecific)
+	if k.Status&knDisabled != 0 {
+		return f | evDisable
+	}
+	return f | evEnable
 }
 
 // Live reports whether the knote is registered and would still deliver
@@ -245,10 +265,13 @@ func DecodeKeventExtinfo(b []byte) []Knote {
 	for i := range n {
 		e := b[i*sizeKeventExtinfo:]
 		out = append(out, Knote{
-			Ident:  le.Uint64(e[0:]),        // kqext_kev.ident @0
-			Filter: int16(le.Uint16(e[8:])), // kqext_kev.filter @8
-			Flags:  le.Uint16(e[10:]),       // kqext_kev.flags @10
-			Status: le.Uint32(e[80:]),       // kqext_status @80 (after kev 72, kqext_sdata @72)
+			Ident:   le.Uint64(e[0:]),         // kqext_kev.ident @0
+			Filter:  int16(le.Uint16(e[8:])),  // kqext_kev.filter @8
+			Flags:   le.Uint16(e[10:]),        // kqext_kev.flags @10
+			UData:   le.Uint64(e[16:]),        // kqext_kev.udata @16
+			Status:  le.Uint32(e[80:]),        // kqext_status @80 (after kev 72, kqext_sdata @72)
+			SData:   int64(le.Uint64(e[72:])), // kqext_sdata @72
+			SFFlags: le.Uint32(e[84:]),        // kqext_sfflags @84
 		})
 	}
 	return out

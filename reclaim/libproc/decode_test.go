@@ -236,7 +236,7 @@ func TestDecodeKeventExtinfo(t *testing.T) {
 		u64(104+0, 23).u16(104+8, 0xfffe).u16(104+10, 0x0009).u32(104+80, knDisabled)
 	got := DecodeKeventExtinfo(b)
 	want := []Knote{
-		{Ident: 17, Filter: evFiltRead, Flags: 0x1, Status: 0x1},
+		{Ident: 17, Filter: evFiltRead, Flags: 0x1, Status: 0x1, UData: 0xdada, SData: 9, SFFlags: 0x77},
 		{Ident: 23, Filter: evFiltWrite, Flags: 0x9, Status: knDisabled},
 	}
 	if len(got) != len(want) {

@@ -126,12 +126,17 @@ const (
 
 // kqueue filters and flags (bsd/sys/event.h, event_private.h).
 const (
-	evFiltRead  = -1     // EVFILT_READ
-	evFiltWrite = -2     // EVFILT_WRITE
-	evDisable   = 0x0008 // EV_DISABLE
-	evDispatch  = 0x0080 // EV_DISPATCH
-	knDisabled  = 0x004  // KN_DISABLED
-	knDropping  = 0x008  // KN_DROPPING
+	evFiltRead      = -1     // EVFILT_READ
+	evFiltWrite     = -2     // EVFILT_WRITE
+	evAdd           = 0x0001 // EV_ADD
+	evEnable        = 0x0004 // EV_ENABLE
+	evDisable       = 0x0008 // EV_DISABLE
+	evOneshot       = 0x0010 // EV_ONESHOT
+	evClear         = 0x0020 // EV_CLEAR
+	evDispatch      = 0x0080 // EV_DISPATCH
+	evUdataSpecific = 0x0100 // EV_UDATA_SPECIFIC
+	knDisabled      = 0x004  // KN_DISABLED
+	knDropping      = 0x008  // KN_DROPPING
 )
 
 // File type bits of vst_mode (sys/stat.h).

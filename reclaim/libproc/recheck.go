@@ -19,7 +19,8 @@ const (
 	FDPTY                       // one end of a PTY
 	FDDevNull                   // /dev/null
 	FDRevoked                   // a revoked vnode (ENOENT): pins nothing
-	FDOther                     // anything else (another file, a socket, ...)
+	FDSocket                    // a socket: what hangup and quiet put in a PTY's place
+	FDOther                     // anything else (another file, a pipe, ...)
 )
 
 // FDNow is what one fd refers to now.
@@ -42,6 +43,8 @@ func (f FDNow) String() string {
 		return "/dev/null"
 	case FDRevoked:
 		return "a revoked vnode"
+	case FDSocket:
+		return "a socket"
 	}
 	if f.Path != "" {
 		return f.Path
@@ -61,6 +64,52 @@ func DescribeVnode(v VnodeFD, m Majors, nullRdev uint32) FDNow {
 		return FDNow{Kind: FDDevNull, Path: v.Path}
 	}
 	return FDNow{Kind: FDOther, Path: v.Path}
+}
+
+// KQueueReg is one knote of a process and the kqueue it is in: KQ is the
+// kqueue's fd in the process, or -1 for a kqueue that has no fd (the
+// workq, a libdispatch workloop), which only its owner can change.
+type KQueueReg struct {
+	KQ int
+	Knote
+}
+
+// RegsOf returns the live read and write registrations of fd among regs,
+// and why they cannot be moved to another file from inside the process,
+// "" when they can: a registration in a kqueue without an fd cannot be
+// re-made with kevent(2).
+func RegsOf(regs []KQueueReg, fd int) ([]KQueueReg, string) {
+	var out []KQueueReg
+	for _, r := range regs {
+		if !r.WatchesFD(fd) {
+			continue
+		}
+		if r.KQ < 0 {
+			return nil, fmt.Sprintf("fd %d is registered in a kqueue that has no fd (libdispatch): that registration cannot be moved", fd)
+		}
+		out = append(out, r)
+	}
+	return out, ""
+}
+
+// MissingRegs returns, of the registrations want, those regs (read after
+// a release) do not hold as live knotes with the same kqueue, fd, filter
+// and udata.
+func MissingRegs(want, regs []KQueueReg) []KQueueReg {
+	var out []KQueueReg
+	for _, w := range want {
+		found := false
+		for _, r := range regs {
+			if r.KQ == w.KQ && r.Ident == w.Ident && r.Filter == w.Filter && r.UData == w.UData && r.Live() {
+				found = true
+				break
+			}
+		}
+		if !found {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // StillBlocked decides whether a process is still stuck the way the

@@ -96,9 +96,65 @@ func (p *FDProbe) Look(pid, fd int) (FDNow, error) {
 	case errors.Is(err, syscall.ENOENT):
 		return FDNow{Kind: FDRevoked}, nil
 	case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP):
+		// Not a vnode: a socket is what hangup and quiet leave.
+		if fds, lerr := p.l.listFDs(pid); lerr == nil {
+			for _, f := range fds {
+				if int(f.FD) == fd && f.Type == FDTypeSocket {
+					return FDNow{Kind: FDSocket}, nil
+				}
+			}
+		}
 		return FDNow{Kind: FDOther}, nil
 	}
 	return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+}
+
+// KQueueRegs reads every knote of pid: those of its kqueue fds, and those
+// of its workq and workloop kqueues (KQ -1). Any kqueue it cannot read is
+// an error: a registration nobody knows of cannot be moved.
+func KQueueRegs(pid int) ([]KQueueReg, error) {
+	l, err := loadLib()
+	if err != nil {
+		return nil, fmt.Errorf("libproc: %w", err)
+	}
+	fds, err := l.listFDs(pid)
+	if err != nil {
+		return nil, fmt.Errorf("proc_pidinfo(PROC_PIDLISTFDS): %w", err)
+	}
+	var out []KQueueReg
+	add := func(kq int, ks []Knote, err error) error {
+		if err != nil && !gone(err) {
+			return err
+		}
+		for _, k := range ks {
+			out = append(out, KQueueReg{KQ: kq, Knote: k})
+		}
+		return nil
+	}
+	for _, f := range fds {
+		if f.Type != FDTypeKqueue {
+			continue
+		}
+		ks, err := l.fdKnotes(pid, int(f.FD))
+		if err := add(int(f.FD), ks, err); err != nil {
+			return nil, fmt.Errorf("kqueue fd %d: %w", f.FD, err)
+		}
+	}
+	ks, err := l.fdKnotes(pid, -1)
+	if err := add(-1, ks, err); err != nil {
+		return nil, fmt.Errorf("workq kqueue: %w", err)
+	}
+	ids, err := l.dynKqueueIDs(pid)
+	if err != nil && !gone(err) {
+		return nil, fmt.Errorf("workloop kqueues: %w", err)
+	}
+	for _, id := range ids {
+		ks, err := l.dynKnotes(pid, id)
+		if err := add(-1, ks, err); err != nil {
+			return nil, fmt.Errorf("workloop %#x: %w", id, err)
+		}
+	}
+	return out, nil
 }
 
 // PTYLastIO reads the last I/O time of PTY index as the snapshot does (the

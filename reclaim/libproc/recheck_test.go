@@ -74,3 +74,57 @@ func TestStillBlocked(t *testing.T) {
 		}
 	}
 }
+
+func TestReAddFlags(t *testing.T) {
+	cases := []struct {
+		name string
+		k    Knote
+		want uint16
+	}{
+		{"plain read watch (libuv)", Knote{Flags: evAdd | evEnable}, evAdd | evEnable},
+		{"edge-triggered (Go's netpoller)", Knote{Flags: evAdd | evClear}, evAdd | evClear | evEnable},
+		{"oneshot", Knote{Flags: evOneshot}, evAdd | evOneshot | evEnable},
+		{"disabled by its owner", Knote{Flags: evDisable, Status: knDisabled}, evAdd | evDisable},
+		{"dispatch, delivered", Knote{Flags: evDispatch | evUdataSpecific, Status: knDisabled}, evAdd | evDispatch | evUdataSpecific | evDisable},
+		{"EV_RECEIPT and others dropped", Knote{Flags: 0x0040 | 0x4000}, evAdd | evEnable},
+	}
+	for _, c := range cases {
+		if got := c.k.ReAddFlags(); got != c.want {
+			t.Errorf("%s: %#x, want %#x", c.name, got, c.want)
+		}
+	}
+}
+
+func TestRegsOf(t *testing.T) {
+	regs := []KQueueReg{
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: evFiltRead, UData: 0xa}},
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: evFiltWrite, UData: 0xb}},
+		{KQ: 9, Knote: Knote{Ident: 13, Filter: evFiltRead, UData: 0xc}},
+		{KQ: 4, Knote: Knote{Ident: 14, Filter: evFiltRead}},
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: -4}},                             // EVFILT_VNODE: not a watch
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: evFiltRead, Status: knDropping}}, // going away
+		{KQ: -1, Knote: Knote{Ident: 15, Filter: evFiltRead}},
+	}
+	got, why := RegsOf(regs, 13)
+	if why != "" || len(got) != 3 || got[0].UData != 0xa || got[1].UData != 0xb || got[2].KQ != 9 {
+		t.Errorf("fd 13: %+v %q", got, why)
+	}
+	if got, why := RegsOf(regs, 15); got != nil || !strings.Contains(why, "no fd (libdispatch)") {
+		t.Errorf("fd 15: %+v %q", got, why)
+	}
+	if got, why := RegsOf(regs, 20); got != nil || why != "" {
+		t.Errorf("fd 20: %+v %q", got, why)
+	}
+	want := regs[:3]
+	after := []KQueueReg{
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: evFiltRead, UData: 0xa}},
+		{KQ: 4, Knote: Knote{Ident: 13, Filter: evFiltWrite, UData: 0xbb}}, // other udata
+		{KQ: 9, Knote: Knote{Ident: 13, Filter: evFiltRead, UData: 0xc, Status: knDisabled}},
+	}
+	if m := MissingRegs(want, after); len(m) != 2 || m[0].Filter != evFiltWrite || m[1].KQ != 9 {
+		t.Errorf("missing %+v", m)
+	}
+	if m := MissingRegs(want, regs); len(m) != 0 {
+		t.Errorf("missing %+v from the very same", m)
+	}
+}

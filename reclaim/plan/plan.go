@@ -346,7 +346,7 @@ func decide(f classify.Finding, pd processDecision, o Options) string {
 			return "which PTY this fd is could not be proven (run as root)"
 		}
 		if f.Watched && o.Policy.Defaults.Watched != policy.WatchedReclaim {
-			return "still registered in the holder's epoll set: its event loop may use it again (policy watched: skip)"
+			return "still registered in the holder's epoll/kqueue set: its event loop may use it again (policy watched: skip)"
 		}
 		if p.Seccomp == 1 {
 			return "runs in strict seccomp: any injected call would kill it"

@@ -87,7 +87,7 @@ deny:
 		{"allowlisted orphan", orphan(app), Options{Orphans: true}, Kill, "blocked"},
 		{"orphans need asking", orphan(app), Options{}, Skip, "--orphans"},
 		{"live", live, Options{}, Skip, "live: pts/0"},
-		{"watched", watched, Options{}, Skip, "epoll"},
+		{"watched", watched, Options{}, Reclaim, "watched by its event loop: defaults.watched_method quiet: a socket that never becomes readable"},
 		{"unproven", unproven, Options{}, Skip, "proven"},
 		{"allowed but report only", leak(other, 3), Options{}, Skip, "ptys: report"},
 		{"not allowlisted", leak(&snapshot.Process{PID: 12, Comm: "zed"}, 3), Options{}, Skip, "not allowlisted by policy test.yaml"},
@@ -102,9 +102,14 @@ deny:
 		if items[0].Verdict != c.verdict || !strings.Contains(items[0].Reason, c.reason) {
 			t.Errorf("%s: %s %q, want %s %q", c.name, items[0].Verdict, items[0].Reason, c.verdict, c.reason)
 		}
-		if c.verdict == Reclaim && items[0].Method != policy.MethodDevNull {
-			t.Errorf("%s: method %q", c.name, items[0].Method)
+		if c.verdict == Reclaim && items[0].Method != policy.MethodQuiet {
+			t.Errorf("%s: method %q, want the default quiet", c.name, items[0].Method)
 		}
+	}
+	// watched: skip leaves a watched fd alone.
+	skip := mustParse(t, "version: 1\ndefaults:\n  watched: skip\nallow:\n  - name: node\n    ptys: reclaim\n")
+	if it := Plan([]classify.Finding{watched}, Options{Policy: skip})[0]; it.Verdict != Skip || !strings.Contains(it.Reason, "epoll") {
+		t.Errorf("watched under watched: skip: %s %q", it.Verdict, it.Reason)
 	}
 	// max_per_run caps actions per process.
 	items := Plan([]classify.Finding{leak(app, 3), leak(app, 4), leak(app, 5)}, Options{Policy: pol})
@@ -222,7 +227,7 @@ func TestDisposableIgnoredWhenInPlaceWorks(t *testing.T) {
 	pol := mustParse(t, "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n    orphans: kill\n    disposable: true\n")
 	p := &snapshot.Process{PID: 32, Comm: "node"}
 	items := Plan([]classify.Finding{leak(p, 3), orphan(p)}, Options{Policy: pol, Orphans: true})
-	if items[0].Verdict != Reclaim || items[0].Method != policy.MethodDevNull {
+	if items[0].Verdict != Reclaim || items[0].Method != policy.MethodQuiet {
 		t.Errorf("pty: %s %q", items[0].Verdict, items[0].Method)
 	}
 	if items[1].Verdict != Kill || items[1].Method != "" {
@@ -263,7 +268,7 @@ func TestOnePTYOneVerdictInAHolder(t *testing.T) {
 		unproven, end(app, 8, 2, snapshot.Slave),
 		end(app, 10, 3, snapshot.Master), live,
 	}
-	items := Plan(findings, Options{Policy: policy.Default(), Select: all})
+	items := Plan(findings, Options{Policy: mustParse(t, "version: 1\ndefaults:\n  watched: skip\n"), Select: all})
 	want := map[int]string{3: "", 4: "", 5: "epoll", 6: "epoll", 11: "epoll", 7: "proven", 8: "proven", 10: "live: pts/3 saw I/O", 9: "live: pts/3 saw I/O"}
 	byPTY := map[int]string{}
 	for _, it := range items {

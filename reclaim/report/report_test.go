@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,36 @@ func TestDescribeFreedNamesPTYsAsThePlatformDoes(t *testing.T) {
 	}
 	if got := DescribeFreed(nil, pts); got != "Freed no PTY." {
 		t.Errorf("none: %q", got)
+	}
+}
+
+func TestOwnClosesPerPTY(t *testing.T) {
+	fd := func(n int) *int { return &n }
+	secs := func(s float64) *float64 { return &s }
+	name := func(i int) string { return fmt.Sprintf("pts/%d", i) }
+	actions := []act.Action{
+		{Kind: "pty", PID: 42, FD: fd(13), Index: fd(5), Method: "hangup", Result: act.Done, ClosedByProgramAfter: secs(0.003)},
+		{Kind: "pty", PID: 42, FD: fd(14), Index: fd(5), Method: "hangup", Result: act.Done, ClosedByProgramAfter: secs(0.004)},
+		{Kind: "pty", PID: 42, FD: fd(16), Index: fd(6), Method: "hangup", Result: act.Done},
+		{Kind: "pty", PID: 42, FD: fd(17), Index: fd(7), Method: "hangup", Result: act.Done, ClosedByProgramAfter: secs(0.0004)},
+		{Kind: "pty", PID: 42, FD: fd(18), Index: fd(7), Method: "hangup", Result: act.Done},
+		{Kind: "pty", PID: 43, FD: fd(9), Index: fd(8), Method: "quiet", Result: act.Done},
+		{Kind: "pty", PID: 43, FD: fd(10), Index: fd(9), Method: "devnull", Result: act.Done},
+		{Kind: "pty", PID: 43, FD: fd(11), Index: fd(10), Method: "hangup", Result: act.Failed, Reason: "x"},
+	}
+	got := OwnCloses(actions, name)
+	want := []string{
+		"pid 42 pts/5 (hangup, fds 13, 14): the program closed it itself, 4 ms after the release",
+		"pid 42 pts/6 (hangup, fd 16): the program had not closed it within 0.2 s (a paused stream closes when the program resumes it)",
+		"pid 42 pts/7 (hangup, fds 17, 18): the program closed fd 17 itself (before the follow-up check began), not yet the others within 0.2 s",
+		"pid 43 pts/8 (quiet, fd 9): the program keeps it: a quiet replacement never wakes its loop",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var b strings.Builder
+	WriteReleaseTable(&b, Release{Actions: actions}, name)
+	if !strings.Contains(b.String(), "\n  "+want[0]+"\n") {
+		t.Errorf("the table does not carry the own-close line:\n%s", b.String())
 	}
 }

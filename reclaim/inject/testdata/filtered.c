@@ -5,8 +5,8 @@
 //               0xfeed0000000000NN with NN the fd)
 //   -u N        N more masters, not registered
 //   -c CALL     the call to filter: openat dup3 close mmap munmap epoll_ctl
-//               pipe2 socketpair, or mprotect-exec (mprotect adding
-//               PROT_EXEC, as systemd's MemoryDenyWriteExecute filters)
+//               pipe2 socketpair shutdown, or mprotect-exec (mprotect
+//               adding PROT_EXEC, as systemd's MemoryDenyWriteExecute filters)
 //   -a ACTION   trap (a SIGSYS handler counts), kill (RET_KILL_THREAD),
 //               errno (EPERM), notif (a supervisor process answers after
 //               30 s), notif-killable (the supervisor takes the call and
@@ -132,7 +132,7 @@ static int nr_of(const char *name) {
 	} calls[] = {
 	    {"openat", SYS_openat}, {"dup3", SYS_dup3},         {"close", SYS_close},
 	    {"mmap", SYS_mmap},     {"munmap", SYS_munmap},     {"epoll_ctl", SYS_epoll_ctl},
-	    {"pipe2", SYS_pipe2},   {"socketpair", SYS_socketpair},
+	    {"pipe2", SYS_pipe2},   {"socketpair", SYS_socketpair}, {"shutdown", SYS_shutdown},
 	};
 	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
 		if (strcmp(calls[i].name, name) == 0)
