@@ -74,9 +74,13 @@ type Executor struct {
 	Log   *zap.Logger
 	Actor Actor
 	// Rescan, when set, reads the machine again after the releases, to
-	// prove which PTYs are freed (see confirm). Without it "done" says only
-	// that the fd itself was released. pipeline.Release always sets it.
-	Rescan func(ctx context.Context) (*snapshot.Snapshot, error)
+	// prove which PTYs are freed (see confirm), asking also whether the
+	// slave nodes of nodes are gone. Without it "done" says only that the
+	// fd itself was released. pipeline.Run always sets it.
+	Rescan func(ctx context.Context, nodes []snapshot.PTYNode) (*snapshot.Snapshot, error)
+	// Scan is the snapshot the items were planned from: its kernel facts
+	// let confirm prove a PTY freed when some processes cannot be read.
+	Scan *snapshot.Snapshot
 }
 
 // Freed is one PTY a run freed: its devpts instance (the st_dev of the
@@ -189,20 +193,28 @@ func (e *Executor) Execute(ctx context.Context, items []plan.Item) Result {
 // new PTY on the same index) errs towards "not freed". Our own fds are not
 // counted: we hold no copy by now, and another of our scans only holds
 // one for a moment.
+//
+// Processes the rescan cannot read may hold anything, so then a PTY counts
+// as freed only on the kernel's word for all of them: at the scan, no fd
+// of its slave was open anywhere and it was nobody's controlling terminal,
+// and now its slave node is gone, which the kernel does when the master's
+// open file is released (so no process holds the master either).
 func (e *Executor) confirm(ctx context.Context, out []pending) []Freed {
 	released := map[snapshot.PTYID]bool{}
 	var ids []snapshot.PTYID
+	var nodes []snapshot.PTYNode
 	for _, pa := range out {
 		if pa.it.Kind == classify.KindPTY && pa.it.Verdict == plan.Reclaim && pa.a.Result == Done && !released[pa.it.PTY] {
 			released[pa.it.PTY] = true
 			ids = append(ids, pa.it.PTY)
+			nodes = append(nodes, snapshot.PTYNode{Holder: pa.it.Process.PID, PTY: pa.it.PTY})
 		}
 	}
 	if len(ids) == 0 {
 		return nil
 	}
 	still := map[snapshot.PTYID]string{}
-	snap, err := e.Rescan(ctx)
+	snap, err := e.Rescan(ctx, nodes)
 	switch {
 	case err != nil:
 		for _, id := range ids {
@@ -210,21 +222,13 @@ func (e *Executor) confirm(ctx context.Context, out []pending) []Freed {
 		}
 	case snap.Unreadable > 0:
 		for _, id := range ids {
-			still[id] = fmt.Sprintf("the fd was released, but %d processes could not be read, so it is not proven that the PTY is freed", snap.Unreadable)
+			if why := e.kernelSaysFreed(snap, id); why != "" {
+				still[id] = fmt.Sprintf("the fd was released, but %d processes could not be read, so it is not proven that the PTY is freed (%s)", snap.Unreadable, why)
+			}
 		}
+		e.heldByReadable(snap, released, still)
 	default:
-		for _, p := range snap.Processes {
-			if p.PID == snap.Self {
-				continue
-			}
-			for _, f := range p.PTYFDs {
-				if released[f.PTY] {
-					if _, seen := still[f.PTY]; !seen {
-						still[f.PTY] = fmt.Sprintf("the fd was released, but the PTY is not freed: pid %d (%s) still holds its %s as fd %d", p.PID, p.Comm, f.Side, f.FD)
-					}
-				}
-			}
-		}
+		e.heldByReadable(snap, released, still)
 	}
 	freed := make([]Freed, 0, len(ids))
 	for _, id := range ids {
@@ -243,6 +247,46 @@ func (e *Executor) confirm(ctx context.Context, out []pending) []Freed {
 		}
 	}
 	return freed
+}
+
+// heldByReadable marks still held every released PTY some process of the
+// rescan (other than us) still has an fd of.
+func (e *Executor) heldByReadable(snap *snapshot.Snapshot, released map[snapshot.PTYID]bool, still map[snapshot.PTYID]string) {
+	for _, p := range snap.Processes {
+		if p.PID == snap.Self {
+			continue
+		}
+		for _, f := range p.PTYFDs {
+			if released[f.PTY] {
+				if _, seen := still[f.PTY]; !seen {
+					still[f.PTY] = fmt.Sprintf("the fd was released, but the PTY is not freed: pid %d (%s) still holds its %s as fd %d", p.PID, p.Comm, f.Side, f.FD)
+				}
+			}
+		}
+	}
+}
+
+// kernelSaysFreed returns "" when the kernel's facts prove id freed for
+// every process, readable or not, and otherwise what is missing.
+func (e *Executor) kernelSaysFreed(after *snapshot.Snapshot, id snapshot.PTYID) string {
+	var facts *snapshot.PTY
+	if e.Scan != nil {
+		facts = e.Scan.PTYs[id]
+	}
+	switch {
+	case facts == nil || !facts.KernelChecked:
+		return "the kernel's view of it was not read"
+	case !facts.SlaveClosed || facts.Session != 0:
+		return "the kernel did not say its slave was closed everywhere"
+	}
+	gone, known := after.NodesGone[id]
+	switch {
+	case !known:
+		return "whether its slave node is gone could not be read"
+	case !gone:
+		return "its slave node is still there"
+	}
+	return ""
 }
 
 // logged writes the audit record of one action.

@@ -161,8 +161,8 @@ func TestReclaimKeepsAPTYWholeWhenOneFDIsRefused(t *testing.T) {
 	}
 	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
-	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
-		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})
+	}}, Rescan: func(ctx context.Context, nodes []snapshot.PTYNode) (*snapshot.Snapshot, error) {
+		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{Nodes: nodes})
 	}}
 	res := exec.Execute(context.Background(), items)
 	byFD := map[int]Action{}
@@ -199,8 +199,8 @@ func TestDoneOnlyWhenThePTYIsFreed(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
 	exec := &Executor{Log: zaptest.NewLogger(t), Actor: &Linux{Grace: time.Second, LastIO: func(id snapshot.PTYID) time.Time {
 		return snap.PTYs[id].LastIO
-	}}, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
-		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{})
+	}}, Rescan: func(ctx context.Context, nodes []snapshot.PTYNode) (*snapshot.Snapshot, error) {
+		return procfs.NewSource(zaptest.NewLogger(t)).Take(ctx, snapshot.Options{Nodes: nodes})
 	}}
 	res := exec.Execute(context.Background(), items)
 	for _, a := range res.Actions {

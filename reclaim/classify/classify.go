@@ -266,7 +266,11 @@ func ptyState(s *snapshot.Snapshot, holder *snapshot.Process, f snapshot.PTYFD, 
 		// we can read holds it, someone we cannot see may be using it.
 		return Live, fmt.Sprintf("the master of %s is held by a process this scan cannot see", name)
 	}
-	if s.Unreadable > 0 {
+	info := s.PTYs[f.PTY]
+	if info != nil && info.KernelChecked && info.Session != 0 {
+		return Live, fmt.Sprintf("%s is the controlling terminal of session %d (the kernel says so)", name, info.Session)
+	}
+	if s.Unreadable > 0 && !(info != nil && info.KernelChecked && info.SlaveClosed) {
 		return Live, fmt.Sprintf("%d processes could not be read and may hold the slave of %s (run as root)", s.Unreadable, name)
 	}
 	if lastIO.IsZero() {
@@ -278,6 +282,10 @@ func ptyState(s *snapshot.Snapshot, holder *snapshot.Process, f snapshot.PTYFD, 
 	if len(facts.heirs) > 0 {
 		return Unattached, fmt.Sprintf("no session uses %s: it is nobody's controlling terminal, and besides its master's holders only %s, no I/O for %s",
 			name, inheritance(s, facts.heirs), idle.Truncate(time.Second))
+	}
+	if s.Unreadable > 0 {
+		return Unattached, fmt.Sprintf("no session uses %s: the kernel says no fd of its slave is open anywhere and it is nobody's controlling terminal (%d processes could not be read; they cannot hide one), no I/O for %s",
+			name, s.Unreadable, idle.Truncate(time.Second))
 	}
 	return Unattached, fmt.Sprintf("no session uses %s: it is nobody's controlling terminal, only its master's holders have the slave open, no I/O for %s",
 		name, idle.Truncate(time.Second))

@@ -98,6 +98,45 @@ func TestUnreadableProcessesMakeEverythingLive(t *testing.T) {
 	}
 }
 
+// The kernel's own view of a PTY (read on a master copy) holds for every
+// process, so unreadable ones cannot hide a slave or a session from it: a
+// slave the kernel says nobody has open, on a PTY that is nobody's
+// controlling terminal, is a leak even then. Anything less stays live.
+func TestKernelFactsOutweighUnreadableProcesses(t *testing.T) {
+	tests := []struct {
+		name    string
+		facts   snapshot.PTY
+		want    string
+		because string
+	}{
+		{"slave closed everywhere, no session", snapshot.PTY{KernelChecked: true, SlaveClosed: true}, "unattached", "cannot hide one"},
+		{"slave never opened or still open somewhere", snapshot.PTY{KernelChecked: true}, "live", "could not be read"},
+		{"a session has it as controlling terminal", snapshot.PTY{KernelChecked: true, SlaveClosed: true, Session: 4242}, "live", "session 4242"},
+		{"facts not read (not root)", snapshot.PTY{SlaveClosed: true}, "live", "could not be read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := pty(host, 7)
+			s := snap(time.Hour, proc(10, master(3, id)))
+			s.Unreadable = 3
+			tt.facts.ID, tt.facts.LastIO = id, s.PTYs[id].LastIO
+			s.PTYs[id] = &tt.facts
+			got := Classify(s, Options{MinIdle: FixedMinIdle(0)})
+			if states(got) != tt.want || !strings.Contains(got[0].Evidence, tt.because) {
+				t.Fatalf("%s: %+v", states(got), got)
+			}
+		})
+	}
+	t.Run("a readable slave holder still keeps it live", func(t *testing.T) {
+		id := pty(host, 8)
+		s := snap(time.Hour, proc(10, master(3, id)), proc(11, slave(0, id)))
+		s.PTYs[id].KernelChecked, s.PTYs[id].SlaveClosed = true, true // contradicts the holder: the holder wins
+		if got := Classify(s, Options{MinIdle: FixedMinIdle(0)}); states(got) != "live live" {
+			t.Fatalf("%+v", got)
+		}
+	})
+}
+
 func TestIdleAndEvidence(t *testing.T) {
 	got := Classify(snap(10*time.Minute, proc(10, master(3, pty(host, 4)))), Options{MinIdle: FixedMinIdle(5 * time.Minute)})
 	if len(got) != 1 || got[0].Idle != 10*time.Minute || !strings.Contains(got[0].Evidence, "pts 4") && !strings.Contains(got[0].Evidence, "pty 4") {

@@ -156,9 +156,10 @@ func TestAuditNeverTouchesFUSEFilesNamedLikePTYs(t *testing.T) {
 func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 	uid, gid, fs, holderBin := fuseUser(t)
 	hostile := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(holderBin, "exec", fs.Dir+"/ptmx")))
-	leak := testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "3", "0")
+	leak := testproc.Start(t, testproc.BuildC(t, "leak", testproc.LeakMasters), "3", "0", "used")
 	t.Cleanup(fs.Stop)
 	hfds := hostile.ReadyInts(t)
+	leak.ReadyInts(t)
 	hMaster := hfds[len(hfds)-1]
 	deadline := time.Now().Add(30 * time.Second)
 	for !fs.Asked("flush", "/ptmx") {
@@ -183,9 +184,26 @@ func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 		t.Errorf("no note %q in %q", note, a.Notes)
 	}
 
-	// Not yet: release of the leaker while the stalled process is on the
-	// machine frees nothing (an unreadable process may hold any PTY); see
-	// the report of branch fuse.
+	// Release of the leaker while the stalled process is still on the
+	// machine: the stalled process cannot be read, but the kernel's own view
+	// of each leaked PTY (no slave open anywhere, no session) holds for it
+	// too, so the leaker's masters are freed all the same.
+	before := testproc.PTYCount(t)
+	r := guarded(t, fs, 90*time.Second, "release", func() cliResult {
+		out, errs, code := run(t, "release", "--pid", strconv.Itoa(leak.PID), "--min-idle", "0s", "--yes")
+		return cliResult{out, errs, code}
+	})
+	if r.code != 0 {
+		t.Fatalf("release: exit %d: %s\n%s", r.code, r.errs, r.out)
+	}
+	if got := ptmxFDs(t, leak.PID); len(got) != 0 {
+		t.Errorf("the leaker still holds masters %v after release:\n%s%s", got, r.out, r.errs)
+	}
+	if freed := before - testproc.PTYCount(t); freed != 3 {
+		t.Errorf("the kernel's PTY count fell by %d, want 3:\n%s%s", freed, r.out, r.errs)
+	}
+	echoes(t, leak, "still working after release")
+
 	// The stalled process was untouched: once its server is gone, its
 	// execve ends and sleep still holds the master.
 	fs.Stop()

@@ -171,9 +171,9 @@ func Run(ctx context.Context, src snapshot.Source, actor act.Actor, scan *Scan, 
 			return nil, err
 		}
 	}
-	exec := &act.Executor{Log: log, Actor: actor, Rescan: func(ctx context.Context) (*snapshot.Snapshot, error) {
+	exec := &act.Executor{Log: log, Actor: actor, Scan: scan.Snap, Rescan: func(ctx context.Context, nodes []snapshot.PTYNode) (*snapshot.Snapshot, error) {
 		// No orphan probes: only PTY fds are looked at.
-		return src.Take(ctx, snapshot.Options{OrphanMinAge: noOrphanProbes})
+		return src.Take(ctx, snapshot.Options{OrphanMinAge: noOrphanProbes, Nodes: nodes})
 	}}
 	res := exec.Execute(ctx, p.Items)
 	after, err := src.Pool()

@@ -4,7 +4,9 @@ package procfs
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -70,5 +72,174 @@ func TestDupOfAWatchedFDIsWatched(t *testing.T) {
 		if f.Watched != w {
 			t.Errorf("fd %d (%s): watched=%v, want %v", fd, f.Side, f.Watched, w)
 		}
+	}
+}
+
+// kernelFactsSrc sets up four PTYs whose kernel facts differ, and prints
+// "ready <m0> <m1> <m2> <m3> <child>":
+//
+//	m0: slave opened and closed again: nobody has it open (POLLHUP)
+//	m1: slave never opened: the kernel cannot tell (no POLLHUP)
+//	m2: slave held open by the child
+//	m3: the child's controlling terminal (setsid, TIOCSCTTY), its fds closed
+const kernelFactsSrc = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int openpt(void) {
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) { perror("openpt"); exit(1); }
+	return m;
+}
+
+int main(void) {
+	int m0 = openpt(), m1 = openpt(), m2 = openpt(), m3 = openpt();
+	close(open(ptsname(m0), O_RDWR | O_NOCTTY));
+	int go[2];
+	if (pipe(go)) return 1;
+	pid_t c = fork();
+	if (c == 0) {
+		int s2 = open(ptsname(m2), O_RDWR | O_NOCTTY);
+		setsid();
+		int s3 = open(ptsname(m3), O_RDWR);
+		if (s2 < 0 || s3 < 0 || ioctl(s3, TIOCSCTTY, 0)) { perror("child"); _exit(1); }
+		close(s3);
+		close(go[0]);
+		write(go[1], "x", 1);
+		for (;;) pause();
+	}
+	char b;
+	close(go[1]);
+	if (read(go[0], &b, 1) != 1) return 1;
+	printf("ready %d %d %d %d %d\n", m0, m1, m2, m3, c);
+	fflush(stdout);
+	char buf[64];
+	while (read(0, buf, sizeof buf) > 0) {}
+	kill(c, 9);
+	return 0;
+}
+`
+
+// The kernel facts read on a master copy, checked against PTYs whose state
+// the test set up itself.
+func TestKernelFactsOfMasters(t *testing.T) {
+	bin := testproc.BuildC(t, "kernelfacts", kernelFactsSrc)
+	p := testproc.Start(t, bin)
+	v := p.ReadyInts(t)
+	t.Cleanup(func() { _ = syscall.Kill(v[4], syscall.SIGKILL) })
+	snap, err := NewSource(zaptest.NewLogger(t)).Take(context.Background(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := snap.Process(p.PID)
+	if proc == nil {
+		t.Fatal("target not in the snapshot")
+	}
+	facts := map[int]snapshot.PTY{}
+	for _, f := range proc.PTYFDs {
+		if info := snap.PTYs[f.PTY]; info != nil && f.Side == snapshot.Master {
+			facts[f.FD] = *info
+		}
+	}
+	for i, want := range []struct {
+		closed  bool
+		session int
+	}{{true, 0}, {false, 0}, {false, 0}, {true, v[4]}} {
+		got, ok := facts[v[i]]
+		if !ok {
+			t.Errorf("m%d (fd %d) not found", i, v[i])
+			continue
+		}
+		if !got.KernelChecked || got.SlaveClosed != want.closed || got.Session != want.session {
+			t.Errorf("m%d (fd %d): checked %v, slave closed %v, session %d; want closed %v, session %d",
+				i, v[i], got.KernelChecked, got.SlaveClosed, got.Session, want.closed, want.session)
+		}
+	}
+}
+
+// heldTwiceSrc opens a master, forks a child that inherits it, and prints
+// "ready <m> <child>"; on a line in, it closes its own copy.
+const heldTwiceSrc = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int main(void) {
+	int m = posix_openpt(O_RDWR | O_NOCTTY);
+	if (m < 0 || grantpt(m) || unlockpt(m)) { perror("openpt"); return 1; }
+	pid_t c = fork();
+	if (c == 0) { for (;;) pause(); }
+	printf("ready %d %d\n", m, c);
+	fflush(stdout);
+	char buf[64];
+	if (read(0, buf, sizeof buf) > 0) close(m);
+	printf("closed\n");
+	fflush(stdout);
+	while (read(0, buf, sizeof buf) > 0) {}
+	return 0;
+}
+`
+
+// A slave node goes only with the master's open file: while a second
+// process still holds the master, it is there (not gone); once nobody
+// does, it is gone. This is what a release's proof leans on when some
+// processes cannot be read.
+func TestNodesGoneOnlyWithTheMastersLastHolder(t *testing.T) {
+	p := testproc.Start(t, testproc.BuildC(t, "heldtwice", heldTwiceSrc))
+	v := p.ReadyInts(t)
+	child := v[1]
+	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
+	src := NewSource(zaptest.NewLogger(t))
+	snap, err := src.Take(context.Background(), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id snapshot.PTYID
+	for _, f := range snap.Process(p.PID).PTYFDs {
+		if f.FD == v[0] {
+			id = f.PTY
+		}
+	}
+	if id.Index == 0 && id.Instance == 0 {
+		t.Fatalf("master fd %d not in the snapshot", v[0])
+	}
+	nodes := []snapshot.PTYNode{{Holder: p.PID, PTY: id}}
+	gone := func(what string) bool {
+		t.Helper()
+		s, err := src.Take(context.Background(), snapshot.Options{Nodes: nodes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, known := s.NodesGone[id]
+		if !known {
+			t.Fatalf("%s: not known", what)
+		}
+		return g
+	}
+	if gone("both hold it") {
+		t.Fatal("node gone while two processes hold the master")
+	}
+	p.Stdin.Write([]byte("close\n"))
+	if l := <-p.Lines; l != "closed" {
+		t.Fatalf("target: %q", l)
+	}
+	if gone("the child holds it") {
+		t.Fatal("node gone while the child still holds the master")
+	}
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !gone("nobody holds it") {
+		if time.Now().After(deadline) {
+			t.Fatal("node still there after the master's last holder exited")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

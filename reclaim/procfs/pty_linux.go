@@ -71,9 +71,10 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 			continue
 		}
 		var peer unix.Stat_t
+		var facts kernelFacts
 		proven := false
 		if pidfd >= 0 {
-			side, err := s.ptyOfFD(pidfd, fd, proof, &peer)
+			side, err := s.ptyOfFD(pidfd, fd, proof, &peer, &facts)
 			if s.hostile >= 0 {
 				return
 			}
@@ -93,8 +94,37 @@ func (s *scanner) pairMasters(pid, pdir int, masters []int, sc *procScan) {
 		sc.proc.PTYFDs = append(sc.proc.PTYFDs, snapshot.PTYFD{
 			FD: fd, Side: snapshot.Master, PTY: id, Proven: proven,
 		})
-		sc.ptys = append(sc.ptys, snapshot.PTY{ID: id, LastIO: lastIO(&peer)})
+		sc.ptys = append(sc.ptys, snapshot.PTY{ID: id, LastIO: lastIO(&peer),
+			KernelChecked: proven && facts.read, SlaveClosed: facts.slaveClosed, Session: facts.session})
 	}
+}
+
+// kernelFacts is what a master's copy tells about its PTY machine-wide.
+type kernelFacts struct {
+	read        bool
+	slaveClosed bool
+	session     int
+}
+
+// readKernelFacts asks a proven master copy whether any slave fd is open
+// anywhere (POLLHUP: the slave's last opener closed it) and whose
+// controlling terminal the PTY is (TIOCGSID on a master answers for its
+// slave). Neither call waits on anything a user controls.
+func readKernelFacts(master int, f *kernelFacts) {
+	p := []unix.PollFd{{Fd: int32(master), Events: unix.POLLIN}}
+	if _, err := unix.Poll(p, 0); err != nil {
+		return
+	}
+	sid, err := unix.IoctlGetInt(master, unix.TIOCGSID)
+	switch {
+	case err == nil:
+		f.session = sid
+	case errors.Is(err, unix.ENOTTY):
+		f.session = 0 // no session has it as controlling terminal
+	default:
+		return
+	}
+	f.read, f.slaveClosed = true, p[0].Revents&unix.POLLHUP != 0
 }
 
 var errNotPTY = errors.New("not a PTY")
@@ -105,7 +135,7 @@ var errNotPTY = errors.New("not a PTY")
 // name another file by now, so the copy is checked against the proof
 // before anything else touches it; a copy that fails is left in s.hostile
 // for the worker to dispose of, never closed here.
-func (s *scanner) ptyOfFD(pidfd, fd int, proof FDProof, slave *unix.Stat_t) (snapshot.Side, error) {
+func (s *scanner) ptyOfFD(pidfd, fd int, proof FDProof, slave *unix.Stat_t, facts *kernelFacts) (snapshot.Side, error) {
 	cp, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		return 0, err
@@ -116,6 +146,7 @@ func (s *scanner) ptyOfFD(pidfd, fd int, proof FDProof, slave *unix.Stat_t) (sna
 		return 0, errHostile
 	}
 	defer unix.Close(cp)
+	readKernelFacts(cp, facts)
 	// The check proved a ptmx node: ask for the peer straight away.
 	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(cp), unix.TIOCGPTPEER,
 		uintptr(unix.O_PATH|unix.O_NOCTTY|unix.O_CLOEXEC))
@@ -172,22 +203,44 @@ func (s *scanner) guessPeer(pdir, index int, peer *unix.Stat_t) bool {
 	if s.table == nil || index < 0 {
 		return false
 	}
-	pts, ok := s.table.At("/dev/pts")
+	fd, _, err := openPTSNode(pdir, s.table, index)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, peer); err != nil {
+		return false
+	}
+	idx, ok := SlaveIndex(unix.Major(peer.Rdev), unix.Minor(peer.Rdev))
+	return ok && idx == index && peer.Mode&unix.S_IFMT == unix.S_IFCHR
+}
+
+// errNoKernelPTS: the process's /, /dev or /dev/pts is not a kernel file
+// system as its mount table shows, so its /dev/pts/N is not walked.
+var errNoKernelPTS = errors.New("/dev/pts is not on kernel file systems")
+
+// openPTSNode opens /dev/pts/<index> in the root of the process at pdir,
+// O_PATH, only when its mount table shows kernel file systems at /, /dev
+// and /dev/pts, never following a symlink (the root may be a tree a user
+// controls), and returns it with the st_dev of that devpts. ENOENT means
+// no such node.
+func openPTSNode(pdir int, table *MountTable, index int) (int, uint64, error) {
+	pts, ok := table.At("/dev/pts")
 	if !ok || !SlaveFS(pts.FSType) {
-		return false
+		return -1, 0, errNoKernelPTS
 	}
-	dev, ok := s.table.At("/dev")
+	dev, ok := table.At("/dev")
 	if !ok {
-		dev, ok = s.table.At("/")
+		dev, ok = table.At("/")
 	}
-	root, rok := s.table.At("/")
+	root, rok := table.At("/")
 	if !ok || !rok || !KernelFS(dev.FSType) || !KernelFS(root.FSType) {
-		return false
+		return -1, 0, errNoKernelPTS
 	}
 	// Opening the root magic link O_PATH asks no file system anything.
 	rootfd, err := unix.Openat(pdir, "root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return -1, 0, err
 	}
 	defer unix.Close(rootfd)
 	fd, err := unix.Openat2(rootfd, "dev/pts/"+strconv.Itoa(index), &unix.OpenHow{
@@ -195,18 +248,48 @@ func (s *scanner) guessPeer(pdir, index int, peer *unix.Stat_t) bool {
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
-		return false
+		return -1, 0, err
 	}
-	defer unix.Close(fd)
 	var st unix.Statx_t
 	if err := statxNoSync(fd, nil, &st); err != nil || Mkdev(st.Dev_major, st.Dev_minor) != pts.Dev {
-		return false
+		unix.Close(fd)
+		return -1, 0, errNoKernelPTS
 	}
-	if err := unix.Fstat(fd, peer); err != nil {
-		return false
+	return fd, pts.Dev, nil
+}
+
+// nodesGone tells, for each node, whether the slave node /dev/pts/N is
+// gone from the holder's devpts. The kernel removes the node when the
+// master's open file is released, so a gone node proves that no process
+// holds the master, including those a scan could not read. Anything
+// unclear is left out (not known).
+func nodesGone(nodes []snapshot.PTYNode, mounts *Mounts) map[snapshot.PTYID]bool {
+	gone := map[snapshot.PTYID]bool{}
+	for _, n := range nodes {
+		pdir, err := unix.Open("/proc/"+strconv.Itoa(n.Holder), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		table, err := mounts.Of(pdir, make([]byte, 8192))
+		if err != nil {
+			unix.Close(pdir)
+			continue
+		}
+		if pts, ok := table.PTSInstance(); !ok || pts != n.PTY.Instance {
+			unix.Close(pdir)
+			continue // the holder's /dev/pts is not that PTY's devpts
+		}
+		fd, _, err := openPTSNode(pdir, table, n.PTY.Index)
+		unix.Close(pdir)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			gone[n.PTY] = true
+		case err == nil:
+			unix.Close(fd)
+			gone[n.PTY] = false
+		}
 	}
-	idx, ok := SlaveIndex(unix.Major(peer.Rdev), unix.Minor(peer.Rdev))
-	return ok && idx == index && peer.Mode&unix.S_IFMT == unix.S_IFCHR
+	return gone
 }
 
 // markWatched sets Watched on PTY fds still registered in one of the

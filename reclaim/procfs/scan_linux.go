@@ -21,24 +21,6 @@ import (
 
 func nativeUint64(b []byte) uint64 { return binary.NativeEndian.Uint64(b) }
 
-// procScan is what one process's scan found, before cross-process joins.
-type procScan struct {
-	proc  *snapshot.Process
-	stat  Stat
-	ptys  []snapshot.PTY // what this process's fds told about their PTYs
-	pipes []pipeFD
-	// status, once read for this process, so it is read at most once.
-	status *Status
-	// skipped says why some fd of this process was not examined (a file
-	// a user's server serves, a copy that proved to be another file).
-	skipped []string
-}
-
-type pipeFD struct {
-	fd  int
-	ino uint64
-}
-
 // scanner holds one worker's reusable buffers.
 type scanner struct {
 	clock        clock

@@ -82,9 +82,6 @@ func (s *Source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 		if sc.proc.Unreadable {
 			snap.Unreadable++
 		}
-		for _, p := range sc.ptys {
-			mergePTY(snap.PTYs, p)
-		}
 		for _, why := range sc.skipped {
 			s.log.Info("fd not examined", zap.Int("pid", sc.proc.PID), zap.String("comm", sc.proc.Comm), zap.String("reason", why))
 		}
@@ -100,9 +97,10 @@ func (s *Source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 			zap.Bool("still_stuck_from_earlier", t.earlier))
 	}
 
-	resolveCTTYs(scans, snap.PTYs, mounts)
-	fillPipeWriters(scans, snap.PipeWriters)
-	joinOpenFiles(snap)
+	join(snap, scans, newLiveKernel(mounts))
+	if len(opts.Nodes) > 0 {
+		snap.NodesGone = nodesGone(opts.Nodes, mounts)
+	}
 
 	if snap.Unreadable > 0 && os.Geteuid() != 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf(

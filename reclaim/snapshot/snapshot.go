@@ -25,6 +25,15 @@ type Options struct {
 	// OrphanMinAge skips the blocked-read probes of processes younger than
 	// this: they cannot be reported as orphans anyway.
 	OrphanMinAge time.Duration
+	// Nodes asks whether these PTYs' slave nodes are gone (Snapshot.NodesGone).
+	Nodes []PTYNode
+}
+
+// PTYNode names a PTY's slave node: the PTY, and a process whose /dev/pts
+// shows it.
+type PTYNode struct {
+	Holder int
+	PTY    PTYID
 }
 
 // Snapshot is one consistent-enough reading of the machine. Processes and fds
@@ -43,6 +52,12 @@ type Snapshot struct {
 	PipeWriters map[uint64][]int
 	// Unreadable counts processes whose fds could not be read (permissions).
 	Unreadable int
+	// NodesGone holds, for each PTY of Options.Nodes, whether its slave
+	// node is gone (Linux: the kernel removes it when the master's open
+	// file is released, so no process holds the master any more, readable
+	// or not). A node still there proves nothing: a new PTY may have taken
+	// the index, with the same inode number. Absent: not known.
+	NodesGone map[PTYID]bool
 	// Notes are platform remarks a person should see (for example
 	// "not root: other users' processes are not visible").
 	Notes []string
@@ -84,6 +99,18 @@ type PTY struct {
 	LastIO time.Time
 	// Name is how a person knows it: "pts/3" on Linux, "ttys003" on macOS.
 	Name string
+	// Kernel facts about the whole machine, asked of a copy of a master fd
+	// (Linux, as root); they hold for every process, readable or not, so
+	// processes this scan could not read cannot hide a session from them.
+	// KernelChecked says they were read; the zero values prove nothing.
+	KernelChecked bool
+	// SlaveClosed: no fd of the slave is open anywhere (the master polls
+	// POLLHUP: a slave was opened and its last opener closed it). A slave
+	// never opened does not poll so, and stays unproven.
+	SlaveClosed bool
+	// Session is the session whose controlling terminal this PTY is
+	// (TIOCGSID on the master), 0 when none.
+	Session int
 }
 
 // Side is which end of a PTY an fd holds.

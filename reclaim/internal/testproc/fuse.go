@@ -198,6 +198,7 @@ func StartHostileFUSE(t testing.TB, uid, gid int) *FUSE {
 	if err != nil {
 		t.Fatalf("pkg-config fuse3 (install libfuse3-dev and fuse3): %v", err)
 	}
+	userFUSE(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "hostilefs.c")
 	bin := filepath.Join(dir, "hostilefs")
@@ -236,6 +237,25 @@ func StartHostileFUSE(t testing.TB, uid, gid int) *FUSE {
 	}()
 	t.Cleanup(f.Stop)
 	return f
+}
+
+// userFUSE makes /dev/fuse usable by every user, as udev's default rule
+// (MODE="0666") does on every Debian machine; a machine without udev (a
+// container, a fresh CI runner) leaves it 0600, and then no user can mount.
+// The mode is put back after the test.
+func userFUSE(t testing.TB) {
+	t.Helper()
+	fi, err := os.Stat("/dev/fuse")
+	if err != nil {
+		t.Fatalf("/dev/fuse: %v (the fuse module is needed)", err)
+	}
+	if mode := fi.Mode().Perm(); mode&0o006 != 0o006 {
+		if err := os.Chmod("/dev/fuse", 0o666); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("/dev/fuse was %o; made 0666 for the test, as udev does", mode)
+		t.Cleanup(func() { _ = os.Chmod("/dev/fuse", mode) })
+	}
 }
 
 // Requests returns the requests the server has received so far.

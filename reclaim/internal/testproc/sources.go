@@ -4,6 +4,8 @@ package testproc
 // argv[2] extra threads (half spinning, half sleeping), prints
 // "ready <first fd> <last fd>", then echoes stdin lines back to stdout
 // until EOF: a long-running app with leaked masters that still does its work.
+// With argv[3] "used", each slave is opened and closed first, as when the
+// session on it came and went (the kernel then says nobody has it open).
 const LeakMasters = `
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -19,10 +21,16 @@ static void *nap(void *a) { for (;;) sleep(1); return a; }
 
 int main(int argc, char **argv) {
 	int n = argc > 1 ? atoi(argv[1]) : 1, threads = argc > 2 ? atoi(argv[2]) : 0;
+	int used = argc > 3 && !strcmp(argv[3], "used");
 	int first = -1, last = -1;
 	for (int i = 0; i < n; i++) {
 		int m = posix_openpt(O_RDWR | O_NOCTTY);
 		if (m < 0 || grantpt(m) || unlockpt(m)) { perror("openpt"); return 1; }
+		if (used) { /* a session came and went: its slave was opened and closed */
+			int s = open(ptsname(m), O_RDWR | O_NOCTTY);
+			if (s < 0) { perror("slave"); return 1; }
+			close(s);
+		}
 		if (first < 0) first = m;
 		last = m;
 	}
