@@ -45,9 +45,10 @@ type Action struct {
 	Frozen time.Duration `json:"-"`
 	// ClosedByProgramAfter is, for an fd replaced by a pollable method, how
 	// many seconds after the release the program closed the replacement
-	// through its own code (its event loop saw the hang-up); null when it
-	// did not within the short follow-up check (FollowUp).
-	ClosedByProgramAfter *float64 `json:"closed_by_program_after"`
+	// through its own code (its event loop saw the hang-up). Left out of the
+	// JSON when it did not within the short follow-up check (FollowUp), and
+	// for every other action, which so keep cli.md's fields.
+	ClosedByProgramAfter *float64 `json:"closed_by_program_after,omitempty"`
 	// CrashSafe, for an fd the injector acted on, says whether the release
 	// was covered by a restore frame in the target (had ptyreclaim died at
 	// any instant, the target would have finished or undone it and gone

@@ -108,6 +108,12 @@ def gdb(n):
     t = time.perf_counter()
     g = subprocess.run(cmd, capture_output=True, text=True)
     total = time.perf_counter() - t
+    # Some gdb builds cannot run a call on some CPUs (gdb 13 on an AMX
+    # machine: "Couldn't write extended state status"): the target then
+    # dies or keeps its masters. Say so, and still print ptyreclaim's rows.
+    if p.poll() is not None:
+        gdb_failed.append(f"the target died under gdb (status {p.returncode}): {g.stderr.strip().splitlines()[-1:]}")
+        continue
     gap = ask(p, "gap")
     left = ask(p, "fds")
     dropped = before_nr - pty_nr()
