@@ -219,3 +219,71 @@ func TestHostileExecDoesNotStallTheOthers(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// execMapSrc maps argv[1] (a file of the user's FUSE server, whose reads
+// never answer) executable and never touches it, leaks three PTY masters
+// whose slaves came and went, prints "ready <first master>", then echoes.
+const execMapSrc = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+	int f = open(argv[1], O_RDONLY);
+	if (f < 0) { perror("open"); return 1; }
+	void *code = mmap(NULL, 65536, PROT_READ | PROT_EXEC, MAP_PRIVATE, f, 0);
+	if (code == MAP_FAILED) { perror("mmap"); return 1; }
+	int first = -1;
+	for (int i = 0; i < 3; i++) {
+		int m = posix_openpt(O_RDWR | O_NOCTTY);
+		if (m < 0 || grantpt(m) || unlockpt(m)) { perror("openpt"); return 1; }
+		close(open(ptsname(m), O_RDWR | O_NOCTTY));
+		if (first < 0) first = m;
+	}
+	printf("ready %d\n", first);
+	fflush(stdout);
+	char buf[4096];
+	for (;;) {
+		ssize_t r = read(0, buf, sizeof buf);
+		if (r <= 0) return 0;
+		if (write(1, buf, r) != r) return 1;
+	}
+}
+`
+
+// e. The released program has a file of the user's server mapped
+// executable. Reading that mapping through /proc/PID/mem while the program
+// is frozen (to find an instruction to borrow, say) would wait on a READ
+// the server never answers, with the program held. The injector takes its
+// code only from kernel-served mappings: the release completes, the server
+// is asked nothing, and the program keeps working.
+func TestReleaseNeverReadsAFUSEMappingOfTheTarget(t *testing.T) {
+	uid, gid, fs, _ := fuseUser(t)
+	bin := testproc.BuildC(t, "execmap", execMapSrc)
+	testproc.OpenToAll(t, bin)
+	target := testproc.StartCmd(t, testproc.As(uid, gid, exec.Command(bin, fs.Dir+"/code")))
+	t.Cleanup(fs.Stop) // before the target's end: its exit would flush the FUSE file
+	target.ReadyInts(t)
+	before, asked := testproc.PTYCount(t), len(fs.Requests())
+
+	r := guarded(t, fs, 90*time.Second, "release", func() cliResult {
+		out, errs, code := run(t, "release", "--pid", strconv.Itoa(target.PID), "--min-idle", "0s", "--yes")
+		return cliResult{out, errs, code}
+	})
+	if r.code != 0 {
+		t.Fatalf("release: exit %d: %s\n%s", r.code, r.errs, r.out)
+	}
+	if got := fs.Requests()[asked:]; len(got) != 0 {
+		t.Errorf("the release asked the user's server %q", got)
+	}
+	if got := ptmxFDs(t, target.PID); len(got) != 0 {
+		t.Errorf("masters %v still held:\n%s", got, r.out)
+	}
+	if freed := before - testproc.PTYCount(t); freed != 3 {
+		t.Errorf("the kernel's PTY count fell by %d, want 3:\n%s", freed, r.out)
+	}
+	echoes(t, target, "still working after release")
+}

@@ -335,15 +335,18 @@ func (r *run) newReplacement(m Method, nonblock bool, page uint64) (*replacement
 			}
 		}
 	}
-	c, err := unix.PidfdGetfd(r.pidfd, rp.tmp, 0)
+	c, link, err := copyReplacement(r.t.PID, r.pidfd, rp.tmp, m)
+	rp.link = link
 	if err != nil {
-		return rp, fmt.Errorf("cannot copy the new fd %d of pid %d: %v", rp.tmp, r.t.PID, err)
+		// Not what we opened (a mount changed under us): closing it in
+		// the target could wait on a user's server with the target held,
+		// so it stays open there, and the release ends untouched.
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("left the new fd %d (%q) open in pid %d: it is not a replacement we can trust, and closing it could wait on a user's file system server", rp.tmp, link, r.t.PID))
+		tmp := rp.tmp
+		rp.tmp = -1
+		return rp, fmt.Errorf("the new fd %d of pid %d: %v", tmp, r.t.PID, err)
 	}
 	rp.copy = c
-	rp.link, _ = os.Readlink(procPath(r.t.PID, "fd/"+strconv.Itoa(rp.tmp)))
-	if want := map[Method]string{MethodDevNull: "/dev/null", MethodHangup: "socket:", MethodQuiet: "socket:"}[m]; !strings.HasPrefix(rp.link, want) {
-		return rp, &callError{name: string(m), errno: unix.EBADF}
-	}
 	return rp, nil
 }
 

@@ -15,7 +15,10 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -133,16 +136,52 @@ func (c *copier) copy(fd int) (int, error) {
 // that fails the check cannot be closed without risk, so it is closed on a
 // goroutine of its own, which is all that can then be stuck.
 func (c *copier) copyDirect(fd int, proof procfs.FDProof) (int, error) {
-	cp, err := unix.PidfdGetfd(c.pidfd, fd, 0)
+	return copyChecked(c.pidfd, fd, proof.Check)
+}
+
+// copyChecked copies fd of the process behind pidfd into our table and
+// checks the copy there with check, on a statx from cached attributes. A
+// copy that fails is closed on a goroutine of its own.
+func copyChecked(pidfd, fd int, check func(*unix.Statx_t) error) (int, error) {
+	cp, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		return -1, err
 	}
 	var st unix.Statx_t
-	if err := procfs.StatxNoSync(cp, &st); err != nil || proof.Check(&st) != nil {
+	if err := procfs.StatxNoSync(cp, &st); err != nil || check(&st) != nil {
 		go unix.Close(cp)
 		return -1, errHostileCopy
 	}
 	return cp, nil
+}
+
+// copyReplacement copies the replacement the target has just opened, after
+// proving it is what the method puts in place without touching its file:
+// /dev/null from fdinfo and the mount table (a FUSE file bind-mounted on
+// /dev/null shows the same link text), a pipe or socket from its link
+// text, which for those the kernel writes and no path can imitate.
+func copyReplacement(pid, pidfd, fd int, m Method) (cp int, link string, err error) {
+	link, err = os.Readlink(procPath(pid, "fd/"+strconv.Itoa(fd)))
+	if err != nil {
+		return -1, "", err
+	}
+	switch m {
+	case MethodDevNull:
+		mnt, err := procfs.ProveDevNull(pid, fd)
+		if err != nil {
+			return -1, link, fmt.Errorf("refusing to copy it: %w", err)
+		}
+		cp, err = copyChecked(pidfd, fd, func(st *unix.Statx_t) error { return procfs.CheckDevNull(mnt, st) })
+		return cp, link, err
+	case MethodHangup, MethodQuiet:
+		want := "socket:[" // hangup and quiet are both socket pairs
+		if !strings.HasPrefix(link, want) {
+			return -1, link, fmt.Errorf("it is %q, not a %s", link, strings.TrimSuffix(want, ":["))
+		}
+		cp, err = unix.PidfdGetfd(pidfd, fd, 0)
+		return cp, link, err
+	}
+	return -1, link, fmt.Errorf("no replacement for method %s", m)
 }
 
 func (c *copier) close() {

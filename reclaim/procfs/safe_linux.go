@@ -297,6 +297,52 @@ func ProveFD(pid, fd int) (FDProof, error) {
 	return c.Prove(t, fi, SideOf(fi))
 }
 
+// ProveDevNull proves from kernel-only facts, before anything copies or
+// closes it, that pid's fd is a file on a kernel file system (fdinfo's
+// mnt_id in the process's mount table), and returns the proof that a
+// copy's statx must then pass (CheckDevNull). The link text alone proves
+// nothing: a FUSE file bind-mounted on /dev/null reads "/dev/null" too, and
+// closing a copy of it waits on the user's server.
+func ProveDevNull(pid, fd int) (Mount, error) {
+	pdir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Mount{}, err
+	}
+	defer unix.Close(pdir)
+	buf := make([]byte, 8192)
+	b, err := readFileAt(pdir, "fdinfo/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return Mount{}, err
+	}
+	fi, err := ParseFDInfo(b)
+	if err != nil {
+		return Mount{}, err
+	}
+	c := NewMounts()
+	t, err := c.Of(pdir, buf)
+	if err != nil {
+		return Mount{}, err
+	}
+	m, ok := c.Mount(t, fi.MntID)
+	if !ok {
+		return Mount{}, fmt.Errorf("mount %d is not in the mount table", fi.MntID)
+	}
+	if !KernelFS(m.FSType) {
+		return m, fmt.Errorf("%w: a %s file", errHostile, m.FSType)
+	}
+	return m, nil
+}
+
+// CheckDevNull proves from a statx made with AT_STATX_DONT_SYNC that a
+// copy is the null device (character 1:3) on the proven mount.
+func CheckDevNull(m Mount, st *unix.Statx_t) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || Mkdev(st.Dev_major, st.Dev_minor) != m.Dev ||
+		st.Rdev_major != 1 || st.Rdev_minor != 3 {
+		return fmt.Errorf("%w: not the null device", errHostile)
+	}
+	return nil
+}
+
 // DisposeHostile closes a copy that proved to be on a file system a user
 // serves, on a thread whose fd table is private (unshare CLONE_FILES): it
 // first drops every other fd of that table, so that if the close sleeps
