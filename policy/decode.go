@@ -18,11 +18,11 @@ import (
 
 // Keys accepted in each part of the file, in the order the design lists them.
 var (
-	topKeys      = []string{"version", "defaults", "pressure", "holders", "self_service", "allow", "deny"}
+	topKeys      = []string{"version", "defaults", "pressure", "holders", "self_service", "inspector_with_other_users", "allow", "deny"}
 	defaultsKeys = []string{"min_idle", "method", "watched", "watched_method", "max_per_run"}
 	pressureKeys = []string{"warn", "critical", "min_idle"}
 	holdersKeys  = []string{"warn_at", "reclaim_at"}
-	allowKeys    = []string{"name", "exe", "user", "ptys", "orphans", "disposable", "watched_method"}
+	allowKeys    = []string{"name", "exe", "user", "ptys", "orphans", "disposable", "watched_method", "runtime"}
 	denyKeys     = []string{"name", "exe", "user"}
 )
 
@@ -125,6 +125,9 @@ func (d *decoder) decode(data []byte) (*Policy, error) {
 		case "self_service":
 			d.lines["self_service"] = f.val.Line
 			p.SelfService, err = d.bool(f.val, "self_service")
+		case "inspector_with_other_users":
+			d.lines["inspector_with_other_users"] = f.val.Line
+			p.InspectorWithOtherUsers, err = d.string(f.val, "inspector_with_other_users")
 		case "allow":
 			p.Allow, err = d.rules(f.val, "allow")
 		case "deny":
@@ -414,6 +417,8 @@ func (d *decoder) rules(n *yaml.Node, kind string) ([]Rule, error) {
 				r.Disposable, err = d.bool(f.val, key)
 			case "watched_method":
 				r.WatchedMethod, err = d.method(f.val, key)
+			case "runtime":
+				r.Runtime, err = d.string(f.val, key)
 			}
 			if err != nil {
 				return nil, err

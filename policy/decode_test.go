@@ -23,6 +23,8 @@ func TestParseExample(t *testing.T) {
 		Pressure:    Pressure{Warn: 80, Critical: 95, MinIdle: 30 * time.Second},
 		Holders:     Holders{WarnAt: 50, ReclaimAt: 200},
 		SelfService: false,
+		// Not in the file: the built-in default.
+		InspectorWithOtherUsers: OtherUsersRefuse,
 		Allow: []Rule{{
 			Name: "node", Exe: "/opt/app/**", User: "nobody", UID: nobodyUID(t),
 			PTYs: PTYsReclaim, Orphans: OrphansKill, Disposable: false, Line: 19,
@@ -128,6 +130,18 @@ func TestParseValues(t *testing.T) {
 			},
 		},
 		{
+			name: "runtime inspector",
+			yaml: "version: 1\ninspector_with_other_users: allow\nallow:\n  - name: node\n    ptys: reclaim\n    runtime: inspector\n  - name: py\n",
+			check: func(t *testing.T, p *Policy) {
+				if p.Allow[0].Runtime != RuntimeInspector || p.Allow[1].Runtime != "" || p.InspectorWithOtherUsers != OtherUsersAllow {
+					t.Errorf("policy = %+v", p)
+				}
+				if d := p.Decide(Subject{Name: "node"}); d.Runtime != RuntimeInspector {
+					t.Errorf("decision = %+v", d)
+				}
+			},
+		},
+		{
 			name: "allow rule defaults to report",
 			yaml: "version: 1\nallow:\n  - name: node\n",
 			check: func(t *testing.T, p *Policy) {
@@ -217,6 +231,11 @@ func TestParseErrors(t *testing.T) {
 		{"unknown pressure key", "version: 1\npressure:\n  warning: 5\n", `p.yaml:3: unknown key "warning" in pressure`},
 		{"unknown holders key", "version: 1\nholders:\n  max: 5\n", `p.yaml:3: unknown key "max" in holders`},
 		{"deny with action", "version: 1\ndeny:\n  - name: x\n    ptys: reclaim\n", `p.yaml:4: key "ptys" is not allowed in deny rule`},
+		{"deny with runtime", "version: 1\ndeny:\n  - name: x\n    runtime: inspector\n", `p.yaml:4: key "runtime" is not allowed in deny rule`},
+		{"unknown runtime", "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n    runtime: ptrace\n", `p.yaml:5: allow[0].runtime must be inspector, got "ptrace"`},
+		{"runtime without reclaim", "version: 1\nallow:\n  - name: node\n    runtime: inspector\n", `p.yaml:4: allow[0].runtime: inspector releases leaked PTYs, but the rule says ptys: report`},
+		{"runtime not a string", "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n    runtime: true\n", `p.yaml:5: allow[0].runtime must be a string`},
+		{"other users value", "version: 1\ninspector_with_other_users: yes-please\n", `p.yaml:2: inspector_with_other_users must be refuse or allow, got "yes-please"`},
 		{"duplicate top key", "version: 1\nallow: []\nallow: []\n", `p.yaml:3: duplicate key "allow" at top level (first at line 2)`},
 		{"duplicate version", "version: 1\nversion: 1\n", `p.yaml:2: duplicate key "version"`},
 		{"duplicate rule key", "version: 1\nallow:\n  - name: a\n    name: b\n", `p.yaml:4: duplicate key "name" in allow rule (first at line 3)`},

@@ -58,6 +58,13 @@ func (p *Policy) Explain() string {
 		formatPercent(p.Pressure.Warn), formatPercent(p.Pressure.Critical), formatDuration(p.Pressure.MinIdle))
 	w("  A warning is logged when one process holds %d PTYs; from %d, its leaked PTYs are reclaimed even if idle less than %s (live ones never).",
 		p.Holders.WarnAt, p.Holders.ReclaimAt, formatDuration(d.MinIdle))
+	if p.usesInspector() {
+		if p.InspectorWithOtherUsers == OtherUsersAllow {
+			w("  The inspector route runs even while other users are logged in (inspector_with_other_users: allow): while it is open, any local user can run code in the holder.")
+		} else {
+			w("  The inspector route is refused while users other than the holder's are logged in (inspector_with_other_users: refuse).")
+		}
+	}
 	if p.SelfService {
 		w("  Self service is on: non-root users may ask the daemon to release their own leaked PTYs.")
 	} else {
@@ -134,6 +141,9 @@ func (r Rule) describeAllow() string {
 		acts = append(acts, "their orphan children are only reported")
 	}
 	s := fmt.Sprintf("for %s, %s.", r.describeSubjects(), strings.Join(acts, "; "))
+	if r.Runtime == RuntimeInspector {
+		s += " Node.js and Electron holders among them are released through their own inspector (runtime: inspector): one SIGUSR1, one exchange on 127.0.0.1:9229 that closes the leaked fds the way the program would, then the inspector is closed again. Only for a process that catches SIGUSR1, whose Electron fuse allows it, with port 9229 free."
+	}
 	if r.Disposable {
 		if r.PTYs == PTYsReclaim {
 			s += " Where a PTY cannot be released in place (macOS), the whole process may be ended."
@@ -167,4 +177,14 @@ func (r Rule) exactTerminalServer() string {
 var replacementText = map[Method]string{
 	MethodHangup: "a hung-up socket",
 	MethodQuiet:  "a silent socket",
+}
+
+// usesInspector reports whether an allow rule opts into the inspector route.
+func (p *Policy) usesInspector() bool {
+	for _, r := range p.Allow {
+		if r.Runtime == RuntimeInspector {
+			return true
+		}
+	}
+	return false
 }

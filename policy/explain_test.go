@@ -83,6 +83,28 @@ deny:
 	}
 }
 
+func TestExplainInspector(t *testing.T) {
+	for value, want := range map[string]string{
+		"":      "refused while users other than the holder's are logged in (inspector_with_other_users: refuse)",
+		"allow": "runs even while other users are logged in (inspector_with_other_users: allow)",
+	} {
+		src := "version: 1\nallow:\n  - name: claude\n    ptys: reclaim\n    runtime: inspector\n"
+		if value != "" {
+			src += "inspector_with_other_users: " + value + "\n"
+		}
+		got := mustParse(t, src).Explain()
+		for _, w := range []string{want, "released through their own inspector (runtime: inspector)", "catches SIGUSR1"} {
+			if !strings.Contains(got, w) {
+				t.Errorf("Explain() lacks %q:\n%s", w, got)
+			}
+		}
+	}
+	// No rule uses the route: no word about it.
+	if got := mustParse(t, "version: 1\nallow:\n  - name: node\n    ptys: reclaim\n").Explain(); strings.Contains(got, "inspector") {
+		t.Errorf("Explain() speaks of the inspector:\n%s", got)
+	}
+}
+
 func TestExplainDefault(t *testing.T) {
 	got := Default().Explain()
 	for _, want := range []string{

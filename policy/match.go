@@ -39,6 +39,8 @@ type Decision struct {
 	Exact bool
 	// WatchedMethod is the allow rule's watched_method, "" for the default.
 	WatchedMethod Method
+	// Runtime is the allow rule's runtime: RuntimeInspector or "".
+	Runtime string
 }
 
 // Decide applies the rules to s: the first matching deny rule wins, else the
@@ -67,6 +69,7 @@ func (p *Policy) Decide(s Subject) Decision {
 				Exact:      r.namesExactly(s),
 
 				WatchedMethod: r.WatchedMethod,
+				Runtime:       r.Runtime,
 			}
 		}
 	}

@@ -17,7 +17,8 @@ import (
 type Method string
 
 // The methods. The first four are what a policy or --method may name for
-// an fd; the kills are what the plan gives orphans and disposable holders.
+// an fd; the kills are what the plan gives orphans and disposable holders;
+// inspector and revoke are rungs of the remedy ladder (reclaim/plan).
 const (
 	MethodDevNull Method = "devnull"
 	MethodClose   Method = "close"
@@ -37,6 +38,15 @@ const (
 	// MethodKillHolder ends a disposable holder whose fds cannot be
 	// released in place: its PTYs close with it.
 	MethodKillHolder Method = "kill-holder"
+	// MethodInspector releases an fd through the holder's own Node.js
+	// inspector (reclaim/inspector): the handle that owns it is destroyed,
+	// or an fd no handle owns is closed, inside the program.
+	MethodInspector Method = "inspector"
+	// MethodRevoke revokes a slave's device node (macOS revoke(2)): every
+	// reference to it, in every process, becomes a dead vnode (reads
+	// return 0, writes and ioctls fail, close succeeds) and the PTY is
+	// freed once its master is closed too.
+	MethodRevoke Method = "revoke"
 )
 
 // Pollable reports whether m leaves an fd that epoll accepts, the only
@@ -59,6 +69,19 @@ const (
 
 	OrphansKill   = "kill"
 	OrphansReport = "report"
+
+	// RuntimeInspector lets an allow rule release the leaked PTYs of a
+	// Node.js or Electron holder through the program's own inspector
+	// (reclaim/inspector), opened by SIGUSR1 for one exchange.
+	RuntimeInspector = "inspector"
+
+	// OtherUsersRefuse and OtherUsersAllow are the values of
+	// inspector_with_other_users: whether the inspector route may run
+	// while users other than the holder's are logged in. The inspector is
+	// an unauthenticated code-execution endpoint on 127.0.0.1 while it is
+	// open, reachable by every local user.
+	OtherUsersRefuse = "refuse"
+	OtherUsersAllow  = "allow"
 )
 
 // SupportedVersion is the only policy file version this build understands.
@@ -74,6 +97,9 @@ type Policy struct {
 	Pressure    Pressure
 	Holders     Holders
 	SelfService bool
+	// InspectorWithOtherUsers is OtherUsersRefuse (the default) or
+	// OtherUsersAllow.
+	InspectorWithOtherUsers string
 	// Allow rules are tried in order; the first match applies.
 	Allow []Rule
 	// Deny rules win over allow rules; they only use the matcher fields.
@@ -145,6 +171,9 @@ type Rule struct {
 	// WatchedMethod overrides Defaults.WatchedMethod for the processes the
 	// rule allows; "" keeps the default.
 	WatchedMethod Method
+	// Runtime is RuntimeInspector when the rule opts its Node.js and
+	// Electron holders into the inspector route; "" when it does not.
+	Runtime string
 	// Line is the rule's line in the file, 0 when unknown.
 	Line int
 }
@@ -231,8 +260,9 @@ func Default() *Policy {
 			WarnAt:    50,
 			ReclaimAt: 200,
 		},
-		SelfService: false,
-		Source:      BuiltinSource,
+		SelfService:             false,
+		InspectorWithOtherUsers: OtherUsersRefuse,
+		Source:                  BuiltinSource,
 	}
 	return p
 }

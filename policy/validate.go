@@ -30,6 +30,7 @@ func (p *Policy) Validate() error {
 		{"pressure.min_idle", positiveDuration(p.Pressure.MinIdle)},
 		{"holders.warn_at", positiveInt(p.Holders.WarnAt)},
 		{"holders.reclaim_at", positiveInt(p.Holders.ReclaimAt)},
+		{"inspector_with_other_users", oneOf(p.InspectorWithOtherUsers, OtherUsersRefuse, OtherUsersAllow)},
 	}
 	for _, c := range checks {
 		if c.err != nil {
@@ -82,8 +83,8 @@ func (p *Policy) validateRule(kind string, i int, r Rule) error {
 	if kind == "deny" {
 		// Deny rules have no actions; a stray one means the rule was meant
 		// to be an allow rule.
-		if r.PTYs != "" || r.Orphans != "" || r.Disposable || r.WatchedMethod != "" {
-			return p.errorf(prefix, "%s sets ptys, orphans, disposable or watched_method; deny rules match by name, exe and user only", prefix)
+		if r.PTYs != "" || r.Orphans != "" || r.Disposable || r.WatchedMethod != "" || r.Runtime != "" {
+			return p.errorf(prefix, "%s sets ptys, orphans, disposable, watched_method or runtime; deny rules match by name, exe and user only", prefix)
 		}
 		return nil
 	}
@@ -96,6 +97,14 @@ func (p *Policy) validateRule(kind string, i int, r Rule) error {
 	if r.WatchedMethod != "" {
 		if err := oneOf(r.WatchedMethod, MethodHangup, MethodQuiet); err != nil {
 			return p.errorf(prefix+".watched_method", "%s.watched_method %v", prefix, err)
+		}
+	}
+	if r.Runtime != "" {
+		if err := oneOf(r.Runtime, RuntimeInspector); err != nil {
+			return p.errorf(prefix+".runtime", "%s.runtime %v", prefix, err)
+		}
+		if r.PTYs != PTYsReclaim {
+			return p.errorf(prefix+".runtime", "%s.runtime: inspector releases leaked PTYs, but the rule says ptys: report; set ptys: reclaim or remove runtime", prefix)
 		}
 	}
 	return nil

@@ -4,12 +4,14 @@ package act
 
 import (
 	"context"
+	"errors"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/lldb"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
@@ -45,7 +47,41 @@ func NewDarwin(o DarwinOptions) *Darwin {
 	if o.ExprTimeout <= 0 {
 		o.ExprTimeout = 2 * time.Second
 	}
+	probe := lazyProbe()
 	return &Darwin{actor: &macActor{
+		rungs: macRungSys{
+			stat: func(pid, fd int) (libproc.FDNow, libproc.VinfoStat, error) {
+				p, err := probe()
+				if err != nil {
+					return libproc.FDNow{}, libproc.VinfoStat{}, err
+				}
+				return p.Stat(pid, fd)
+			},
+			masters: func(indices []int) (map[int][]int, int, error) {
+				p, err := probe()
+				if err != nil {
+					return nil, 0, err
+				}
+				return p.MasterHolders(indices)
+			},
+			node: func(index int) (bool, uint32, error) {
+				var st unix.Stat_t
+				err := unix.Stat(nodePath(index), &st)
+				if errors.Is(err, unix.ENOENT) {
+					return false, 0, nil
+				}
+				return err == nil, uint32(st.Rdev), err
+			},
+			ttysMajor: func() (uint32, bool) {
+				p, err := probe()
+				if err != nil {
+					return 0, false
+				}
+				return p.TTYSMajor()
+			},
+			revoke:  unix.Revoke,
+			inspect: inspector.Release,
+		},
 		grace:       o.Grace,
 		exprTimeout: o.ExprTimeout,
 		scanLastIO:  o.LastIO,
@@ -82,15 +118,28 @@ func (d *Darwin) Kill(_ context.Context, it plan.Item, log *zap.Logger) Action {
 
 // lookFD reads fds through one libproc probe, made on first use.
 func lookFD() func(pid, fd int) (libproc.FDNow, error) {
-	var probe *libproc.FDProbe
+	probe := lazyProbe()
 	return func(pid, fd int) (libproc.FDNow, error) {
+		p, err := probe()
+		if err != nil {
+			return libproc.FDNow{}, err
+		}
+		return p.Look(pid, fd)
+	}
+}
+
+// lazyProbe makes one libproc probe on first use. The PTY majors it learns
+// hold until reboot.
+func lazyProbe() func() (*libproc.FDProbe, error) {
+	var probe *libproc.FDProbe
+	return func() (*libproc.FDProbe, error) {
 		if probe == nil {
 			p, err := libproc.NewFDProbe()
 			if err != nil {
-				return libproc.FDNow{}, err
+				return nil, err
 			}
 			probe = p
 		}
-		return probe.Look(pid, fd)
+		return probe, nil
 	}
 }

@@ -14,7 +14,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/inject"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -31,6 +33,8 @@ type Linux struct {
 	// whether it may be acted on (the daemon's self-service rule); an error
 	// skips every fd.
 	Guard func(pid int) error
+	// Inspect runs the inspector route (nil: inspector.Release).
+	Inspect func(ctx context.Context, t inspector.Target, log *zap.Logger) (inspector.Report, error)
 }
 
 var _ Actor = (*Linux)(nil)
@@ -41,6 +45,185 @@ var _ Actor = (*Linux)(nil)
 // together: when one of them is skipped, all of them are, since releasing
 // the rest would free nothing and could hang up an end the program uses.
 func (l *Linux) Reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
+	var viaInspector, inPlace []plan.Item
+	for _, it := range items {
+		if it.Method == policy.MethodInspector {
+			viaInspector = append(viaInspector, it)
+		} else {
+			inPlace = append(inPlace, it)
+		}
+	}
+	if len(viaInspector) == 0 {
+		return l.reclaimInPlace(ctx, p, items, log)
+	}
+	done, fallback := l.reclaimInspector(ctx, p, viaInspector, log)
+	inPlace = append(inPlace, fallback...)
+	var frozen time.Duration
+	if len(inPlace) > 0 {
+		var more []Action
+		more, frozen = l.reclaimInPlace(ctx, p, inPlace, log)
+		done = append(done, more...)
+	}
+	// One action per item, in the items' order.
+	byFD := make(map[int]Action, len(done))
+	for _, a := range done {
+		if a.FD != nil {
+			byFD[*a.FD] = a
+		}
+	}
+	out := make([]Action, 0, len(items))
+	for _, it := range items {
+		a, ok := byFD[it.FD]
+		if !ok {
+			a = NewAction(it, Failed, "no route reported anything for this fd")
+		}
+		out = append(out, a)
+	}
+	return out, frozen
+}
+
+// reclaimInspector releases items through the program's own inspector.
+// It returns the actions it settled and the items it hands to ptrace: when
+// the route refuses or fails, each fd ptrace may take (InPlaceMethod) is
+// tried in place instead, where its own checks under the freeze decide
+// again whether the fd is still the planned PTY.
+func (l *Linux) reclaimInspector(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, []plan.Item) {
+	settle := func(reason string) ([]Action, []plan.Item) {
+		// A PTY goes to ptrace whole or not at all: one fd ptrace may not
+		// take (watched, under watched: skip) keeps all of its PTY.
+		stays := map[snapshot.PTYID]bool{}
+		for _, it := range items {
+			if it.InPlaceMethod == "" {
+				stays[it.PTY] = true
+			}
+		}
+		var out []Action
+		var fallback []plan.Item
+		for _, it := range items {
+			if stays[it.PTY] {
+				out = append(out, NewAction(it, Failed, "inspector route: "+reason))
+				continue
+			}
+			f := it
+			f.Method = it.InPlaceMethod
+			fallback = append(fallback, f)
+		}
+		if len(fallback) > 0 {
+			log.Info("inspector route refused; releasing in place", zap.Int("pid", p.PID), zap.String("reason", reason))
+		}
+		return out, fallback
+	}
+	if l.Guard != nil {
+		if err := l.Guard(p.PID); err != nil {
+			out := make([]Action, 0, len(items))
+			for _, it := range items {
+				out = append(out, NewAction(it, Skipped, err.Error()))
+			}
+			return out, nil
+		}
+	}
+	expect, refused, err := l.inspectorPrecheck(p, items)
+	if err != nil {
+		return settle(err.Error())
+	}
+	var out []Action
+	var fds []int
+	var todo []plan.Item
+	for _, it := range items {
+		if why, bad := refused[it.FD]; bad {
+			out = append(out, NewAction(it, Skipped, why))
+			continue
+		}
+		todo = append(todo, it)
+		fds = append(fds, it.FD)
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	inspect := l.Inspect
+	if inspect == nil {
+		inspect = inspector.Release
+	}
+	rep, err := inspect(ctx, inspector.Target{PID: p.PID, StartTime: p.StartTime, FDs: fds, Expect: expect, Watched: watched(p, todo, func(fd, other int) bool {
+		s, err := procfs.SameFile(p.PID, fd, p.PID, other)
+		return err == nil && s
+	})}, log)
+	if err != nil && len(rep.Outcomes) == 0 && !rep.StillOpen {
+		items = todo
+		settled, fallback := settle(err.Error())
+		return append(out, settled...), fallback
+	}
+	return append(out, inspectorActions(todo, rep, err)...), nil
+}
+
+// inspectorPrecheck proves, on copies of the fds, that each is still the
+// planned side of the planned PTY with no I/O since the scan, and says
+// which file it is, for the program's own fstat to compare with. The
+// inspector route cannot freeze the process: the program compares the
+// file right before it acts, and a PTY is skipped whole when one of its
+// fds fails here.
+func (l *Linux) inspectorPrecheck(p *snapshot.Process, items []plan.Item) (map[int]inspector.FileID, map[int]string, error) {
+	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pidfd_open: %v", err)
+	}
+	defer unix.Close(pidfd)
+	if st, err := procfs.StartTime(p.PID); err != nil || st != p.StartTime {
+		return nil, nil, fmt.Errorf("pid %d is another process now, or gone", p.PID)
+	}
+	expect := map[int]inspector.FileID{}
+	refused := map[int]string{}
+	for _, it := range items {
+		if why := l.checkCopy(pidfd, it, expect); why != "" {
+			refused[it.FD] = why
+		}
+	}
+	for _, it := range items {
+		if _, bad := refused[it.FD]; bad {
+			continue
+		}
+		for _, o := range items {
+			if o.PTY == it.PTY && refused[o.FD] != "" {
+				refused[it.FD] = fmt.Sprintf("fd %d of the same PTY is skipped (%s): a PTY is released whole or not at all", o.FD, refused[o.FD])
+				break
+			}
+		}
+	}
+	return expect, refused, nil
+}
+
+// checkCopy checks one fd on a copy taken through the pidfd, and records
+// its file identity.
+func (l *Linux) checkCopy(pidfd int, it plan.Item, expect map[int]inspector.FileID) string {
+	c, err := unix.PidfdGetfd(pidfd, it.FD, 0)
+	if err != nil {
+		return fmt.Sprintf("fd %d could not be copied: %v", it.FD, err)
+	}
+	defer unix.Close(c)
+	slave, side, err := procfs.SlaveOf(c)
+	if err != nil {
+		return fmt.Sprintf("fd %d is no longer a PTY (%v)", it.FD, err)
+	}
+	if slave != c {
+		defer unix.Close(slave)
+	}
+	if side != it.Side {
+		return fmt.Sprintf("fd %d is now a PTY %s: it was reused since the scan", it.FD, side)
+	}
+	if err := l.checkSlave(it, slave); err != nil {
+		return err.Error()
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(c, &st); err != nil {
+		return fmt.Sprintf("fd %d: %v", it.FD, err)
+	}
+	expect[it.FD] = inspector.FileID{Dev: uint32(st.Dev), Ino: st.Ino, Rdev: uint32(st.Rdev)}
+	return ""
+}
+
+// reclaimInPlace releases items inside the process with the ptrace
+// injector, under one freeze.
+func (l *Linux) reclaimInPlace(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
 	byFD := make(map[int]plan.Item, len(items))
 	fds := make([]int, 0, len(items))
 	siblings := map[snapshot.PTYID][]int{}

@@ -55,6 +55,9 @@ type macActor struct {
 	// that check.
 	scanLastIO func(snapshot.PTYID) time.Time
 
+	// rungs are the task-port-free rungs' system calls.
+	rungs macRungSys
+
 	mu sync.Mutex
 	// ended remembers each holder ended for kill-holder items, so that all
 	// of its items stand for one kill.
@@ -74,13 +77,36 @@ const pollEvery = 50 * time.Millisecond
 // once, the others are released in place through lldb.
 func (m *macActor) reclaim(ctx context.Context, p *snapshot.Process, items []plan.Item, log *zap.Logger) ([]Action, time.Duration) {
 	out := make([]Action, len(items))
-	var inPlace []int
+	var inPlace, revoke, viaInspector []int
 	for i, it := range items {
-		if it.Method == policy.MethodKillHolder {
+		switch it.Method {
+		case policy.MethodKillHolder:
 			out[i] = m.killHolder(it, log)
+		case policy.MethodRevoke:
+			revoke = append(revoke, i)
+		case policy.MethodInspector:
+			viaInspector = append(viaInspector, i)
+		default:
+			inPlace = append(inPlace, i)
+		}
+	}
+	for _, group := range []struct {
+		idx []int
+		run func([]plan.Item) []Action
+	}{
+		{revoke, func(its []plan.Item) []Action { return m.revokeSlaves(p, its, log) }},
+		{viaInspector, func(its []plan.Item) []Action { return m.releaseInspector(ctx, p, its, log) }},
+	} {
+		if len(group.idx) == 0 {
 			continue
 		}
-		inPlace = append(inPlace, i)
+		its := make([]plan.Item, len(group.idx))
+		for j, i := range group.idx {
+			its[j] = items[i]
+		}
+		for j, a := range group.run(its) {
+			out[group.idx[j]] = a
+		}
 	}
 	var frozen time.Duration
 	if len(inPlace) > 0 {

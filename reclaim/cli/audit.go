@@ -64,7 +64,7 @@ func RunAudit(ctx context.Context, env *Env, o *AuditOptions) error {
 	// with a file, what the policy would do on its own.
 	planned, err := pipeline.Plan(res, pipeline.Request{Policy: pol, Self: env.Self, Orphans: true,
 		Target: pipeline.Target{PIDs: o.PIDs}, FilterOnly: true, ShowLive: o.All,
-		AsIfNamed: pol.Source == policy.BuiltinSource})
+		AsIfNamed: pol.Source == policy.BuiltinSource, Probes: env.Platform.Probes})
 	if err != nil {
 		return usageOf(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -68,6 +69,7 @@ func runLikeNPD(t *testing.T, timeout time.Duration, maxOutput int, bin string, 
 // growMasters opens as many more PTY masters as each stdin line says and
 // answers "ok <total>": a leaker that crosses a threshold while watched.
 const growMasters = `
+#define _XOPEN_SOURCE 600 /* posix_openpt, grantpt, unlockpt */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,10 +200,21 @@ func TestCheckUnknownIsExit2WithOneLine(t *testing.T) {
 	}
 }
 
-// buildShim builds testdata/shim under containerd's shim's name.
+// buildShim builds testdata/shim under containerd's shim's name (or takes
+// the prebuilt "shim", see testproc.PrebuiltEnv).
 func buildShim(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "containerd-shim-runc-v2")
+	if p, ok := testproc.Prebuilt(t, "shim"); ok {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(bin, b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/shim").CombinedOutput(); err != nil {
 		t.Fatalf("build shim: %v\n%s", err, out)
 	}

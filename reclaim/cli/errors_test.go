@@ -98,6 +98,9 @@ func TestAuditAsNonRootSaysItNeedsRoot(t *testing.T) {
 // can run it (t.TempDir's directories are private to root).
 func buildForNobody(t *testing.T) string {
 	t.Helper()
+	if p, ok := testproc.Prebuilt(t, "ptyreclaim"); ok {
+		return p
+	}
 	bin := filepath.Join(t.TempDir(), "ptyreclaim")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ptyreclaim").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

@@ -116,7 +116,8 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 		return err
 	}
 	req := pipeline.Request{Policy: pol, Self: env.Self, Orphans: o.Orphans, Method: policy.Method(o.Method),
-		Target: pipeline.Target{PIDs: o.PIDs, Names: o.Names, All: o.All}, Explain: true, DryRun: o.DryRun}
+		Target: pipeline.Target{PIDs: o.PIDs, Names: o.Names, All: o.All}, Explain: true, DryRun: o.DryRun,
+		Probes: env.Platform.Probes}
 	if !o.Yes {
 		req.Before = func(items []plan.Item, actor act.Actor) (act.Actor, error) {
 			if report.CountActions(items) > 0 && !confirm(env, fmt.Sprintf("Release %s? [y/N] ", report.Describe(items))) {

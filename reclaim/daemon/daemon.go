@@ -167,7 +167,12 @@ func (d *Daemon) Run(ctx context.Context, reload <-chan os.Signal) error {
 			d.log.Info("daemon stopping")
 			return nil
 		case <-reload:
+			// RELOADING=1 then READY=1 around the reload: systemd shows the
+			// unit "reloading" meanwhile, and from v253 `systemctl reload`
+			// waits for the READY=1 (it needs MONOTONIC_USEC for that).
+			_ = Notify("RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicUsec(), 10))
 			d.Reload()
+			_ = Notify("READY=1\nSTATUS=watching the PTY pool")
 		case <-watchdog:
 			_ = Notify("WATCHDOG=1")
 		case <-tick.C:
@@ -256,7 +261,7 @@ func (d *Daemon) release(ctx context.Context, r releaseRequest, scan *pipeline.S
 	if r.caller == nil {
 		d.warnPressure(pol, scan)
 	}
-	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method}
+	req := pipeline.Request{Policy: pol, Self: d.self, Orphans: r.orphans, Method: r.method, Probes: d.cfg.Platform.Probes}
 	if cl := r.caller; cl != nil {
 		req.Target = targetOf(r)
 		if !cl.Root {

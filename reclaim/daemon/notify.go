@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Notify sends a systemd notification ("READY=1", "WATCHDOG=1", ...) when
@@ -41,4 +43,15 @@ func WatchdogInterval() time.Duration {
 		return 0
 	}
 	return time.Duration(usec) * time.Microsecond / 2
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, the clock systemd
+// compares a RELOADING=1's MONOTONIC_USEC with. Go's own monotonic clock
+// has another origin, so it is read from the kernel.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }

@@ -56,6 +56,9 @@ type buildResult struct {
 // program builds (once) and returns the path of a test program.
 func program(t testing.TB, name string) string {
 	t.Helper()
+	if p, ok := testproc.Prebuilt(t, name); ok {
+		return p
+	}
 	v, _ := buildOnce.LoadOrStore(name, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {

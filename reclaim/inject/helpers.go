@@ -30,6 +30,13 @@ type abi struct {
 	// insn is the syscall instruction; insnAlign is where it may start.
 	insn      []byte
 	insnAlign uint64
+	// ownPC says the calls may run at the stopped thread's own pc. Not on
+	// arm64: a thread interrupted inside a sleep (ERESTART_RESTARTBLOCK) is
+	// rewound to its svc before the stop, and when it is resumed with pc
+	// still there the kernel sets x8 to restart_syscall after the stop, so
+	// the first injected call would run the sleep's restart instead (x86
+	// does that before the stop, where normaliseAMD64 sees it).
+	ownPC bool
 }
 
 var abiAMD64 = abi{
@@ -38,6 +45,7 @@ var abiAMD64 = abi{
 	restartSyscall: 219, epollEventSize: 12,
 	insn:      []byte{0x0f, 0x05}, // syscall
 	insnAlign: 1,
+	ownPC:     true,
 }
 
 var abiARM64 = abi{

@@ -152,6 +152,56 @@ func TestReclaimGoTarget(t *testing.T) {
 	}
 }
 
+// A thread stopped inside a sleep holds ERESTART_RESTARTBLOCK. Resuming it
+// from the interrupt stop, an arm64 kernel turns a syscall at the very svc
+// it rewound the thread to into restart_syscall: a call injected there
+// would run the sleep's restart instead (an "mmap" that sleeps, or fails
+// with the futex's ETIMEDOUT in a Go runtime thread). Each injected call
+// must be itself, and the sleep must go on afterwards without an EINTR.
+func TestReclaimThreadInsideNanosleep(t *testing.T) {
+	tg := startTarget(t, program(t, "target"), "-m", "12", "-N")
+	fds := tg.readyFDs()
+	// The leader, which the injector works through first, must be in its
+	// sleep (or the sleep's restart, after a release), not on its way to it.
+	asleep := func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", tg.pid))
+		f := strings.Fields(string(b))
+		if err != nil || len(f) == 0 {
+			return false
+		}
+		for _, nr := range []int{unix.SYS_CLOCK_NANOSLEEP, unix.SYS_NANOSLEEP, unix.SYS_RESTART_SYSCALL} {
+			if f[0] == strconv.Itoa(nr) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		for deadline := time.Now().Add(10 * time.Second); !asleep(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the leader is not in nanosleep", i)
+			}
+		}
+		rep := reclaim(t, tg, fds[i*4:i*4+4], MethodDevNull)
+		if rep.Done() != 4 {
+			t.Fatalf("round %d: done %d of 4: %+v", i, rep.Done(), rep)
+		}
+		t.Logf("round %d: threads %d frozen %v", i, rep.Threads, rep.Frozen)
+		tg.echo(fmt.Sprint("nap", i))
+	}
+	for _, fd := range fds {
+		if link := tg.fdLink(fd); link != "/dev/null" {
+			t.Errorf("fd %d reads back as %q", fd, link)
+		}
+	}
+	if !asleep() {
+		t.Error("the leader left its sleep")
+	}
+	if e := tg.eintrLines(); len(e) > 0 {
+		t.Errorf("target saw %v", e)
+	}
+}
+
 func TestReclaimPythonTarget(t *testing.T) {
 	tg := startTarget(t, "python3", "testdata/target.py")
 	fds := tg.readyFDs() // 20 masters, then a master and its slave

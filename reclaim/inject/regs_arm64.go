@@ -39,7 +39,10 @@ func setRegs(tid int, r *regs) error {
 func (r *regs) pc() uint64 { return r.r.Pc }
 
 // normalise does nothing: arm64 rewinds pc and restores x0 before the
-// interrupt stop is reported.
+// interrupt stop is reported. (For ERESTART_RESTARTBLOCK it sets x8 to
+// restart_syscall only after the stop, and only if pc is still at that svc:
+// so the calls run elsewhere (abi.ownPC), and the thread, restored, runs its
+// sleep again from the start rather than its remainder.)
 func (r *regs) normalise() bool { return false }
 
 func (r *regs) prepareSyscall(pc, nr uint64, args [6]uint64) {

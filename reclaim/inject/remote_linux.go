@@ -561,12 +561,13 @@ func (r *run) restore(mask uint64) error {
 }
 
 // findInsn finds a syscall instruction to run the calls from: at the
-// thread's (normalised) pc, else in the vDSO, else in any executable
-// mapping. Reading a page of a FUSE-backed mapping may send its server a
-// read that is never answered, while the target is frozen; so memory is
-// read only in the vDSO (kernel pages) or in file mappings whose device the
-// target's mount table shows served by the kernel. Anonymous executable
-// memory is not read either (a userfaultfd handler could hold the read).
+// thread's (normalised) pc where the architecture allows it (abi.ownPC),
+// else in the vDSO, else in any executable mapping. Reading a page of a
+// FUSE-backed mapping may send its server a read that is never answered,
+// while the target is frozen; so memory is read only in the vDSO (kernel
+// pages) or in file mappings whose device the target's mount table shows
+// served by the kernel. Anonymous executable memory is not read either (a
+// userfaultfd handler could hold the read).
 func (r *run) findInsn() (uint64, error) {
 	a := hostABI
 	data, err := os.ReadFile(procPath(r.t.PID, "maps"))
@@ -591,7 +592,7 @@ func (r *run) findInsn() (uint64, error) {
 	defer mem.Close()
 	pc := r.base.pc()
 	for _, m := range maps {
-		if m.Start <= pc && pc < m.End && m.Exec() && safe(m) {
+		if a.ownPC && m.Start <= pc && pc < m.End && m.Exec() && safe(m) {
 			buf := make([]byte, len(a.insn))
 			if _, err := mem.ReadAt(buf, int64(pc)); err == nil {
 				if addr, ok := findSyscallInsn(buf, pc, a); ok && addr == pc {

@@ -175,6 +175,38 @@ func ptyFDs(fds []FDDetail, majors Majors) []snapshot.PTYFD {
 	return out
 }
 
+// MarkMasterless marks as hung up the slave fds of every PTY whose master
+// no process holds: xnu has no "(deleted)" mark for a slave whose master
+// closed, but keeps the slot until the slave closes too (ptmx_free_ioctl),
+// so such a slave pins it alone. Masters cannot be reopened once closed
+// (/dev/ptmx always clones a new index), so a slave seen without a master
+// stays without one. It does nothing when any process could not be read:
+// the master could be there. It returns how many fds it marked.
+func MarkMasterless(procs []*snapshot.Process, unreadable int) int {
+	if unreadable > 0 {
+		return 0
+	}
+	masters := map[snapshot.PTYID]bool{}
+	for _, p := range procs {
+		for _, f := range p.PTYFDs {
+			if f.Side == snapshot.Master {
+				masters[f.PTY] = true
+			}
+		}
+	}
+	n := 0
+	for _, p := range procs {
+		for i := range p.PTYFDs {
+			f := &p.PTYFDs[i]
+			if f.Side == snapshot.Slave && !masters[f.PTY] && !f.HungUp {
+				f.HungUp = true
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // countRevoked counts the revoked vnode fds, for the snapshot notes.
 func countRevoked(fds []FDDetail) int {
 	n := 0

@@ -234,3 +234,28 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkMasterless(t *testing.T) {
+	pty := func(i int) snapshot.PTYID { return snapshot.PTYID{Index: i} }
+	mk := func() []*snapshot.Process {
+		return []*snapshot.Process{
+			// node-pty's spawn path: the master of ttys007 is closed, the
+			// parent still holds the slave it never closed.
+			{PID: 10, PTYFDs: []snapshot.PTYFD{{FD: 20, Side: snapshot.Slave, PTY: pty(7)}, {FD: 21, Side: snapshot.Master, PTY: pty(8)}}},
+			// A shell on ttys008 whose master pid 10 holds.
+			{PID: 11, PTYFDs: []snapshot.PTYFD{{FD: 0, Side: snapshot.Slave, PTY: pty(8)}}},
+		}
+	}
+	procs := mk()
+	if n := MarkMasterless(procs, 0); n != 1 {
+		t.Fatalf("marked %d fds, want 1", n)
+	}
+	if !procs[0].PTYFDs[0].HungUp || procs[0].PTYFDs[1].HungUp || procs[1].PTYFDs[0].HungUp {
+		t.Fatalf("marks %+v %+v", procs[0].PTYFDs, procs[1].PTYFDs)
+	}
+	// One process unreadable: its fds could hold the master.
+	procs = mk()
+	if n := MarkMasterless(procs, 1); n != 0 || procs[0].PTYFDs[0].HungUp {
+		t.Fatalf("with an unreadable process: %d marked", n)
+	}
+}

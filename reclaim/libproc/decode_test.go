@@ -3,7 +3,10 @@ package libproc
 import (
 	"encoding/binary"
 	"errors"
+	"syscall"
 	"testing"
+
+	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
 // fixture builds little-endian struct bytes at offsets read off xnu's
@@ -376,5 +379,35 @@ func TestDevT(t *testing.T) {
 	}
 	if Minor(0xffffffff) != 0xffffff || Major(0xffffffff) != 0xff {
 		t.Errorf("NODEV split")
+	}
+}
+
+// The revoke rung's before and after, on fixture bytes: the slave answer
+// before (a VCHR of the ttys major, path /dev/ttys007), the errno after
+// (vn_revoke left a dead vnode: ENOENT), a closed fd (EBADF).
+func TestDescribeAnswerForTheRevokeRung(t *testing.T) {
+	m := Majors{PTMX: 15, TTYS: 16, TTYSKnown: true}
+	slave := vnodeFixture().u32(24+116, Makedev(16, 7)).str(176, "/dev/ttys007\x00")
+	now, err := DescribeAnswer(slave, nil, m, Makedev(3, 2))
+	if err != nil || now.Kind != FDPTY || now.Side != snapshot.Slave || now.Index != 7 || now.Path != "/dev/ttys007" {
+		t.Fatalf("slave: %+v %v", now, err)
+	}
+	master := vnodeFixture().u32(24+116, Makedev(15, 7))
+	if now, err := DescribeAnswer(master, nil, m, Makedev(3, 2)); err != nil || now.Side != snapshot.Master || now.Index != 7 {
+		t.Fatalf("master: %+v %v", now, err)
+	}
+	for _, c := range []struct {
+		errno error
+		want  FDKind
+	}{{syscall.ENOENT, FDRevoked}, {syscall.EBADF, FDClosed}, {syscall.ENOTSUP, FDOther}} {
+		if now, err := DescribeAnswer(nil, c.errno, m, 0); err != nil || now.Kind != c.want {
+			t.Errorf("%v: %+v %v", c.errno, now, err)
+		}
+	}
+	if _, err := DescribeAnswer(nil, syscall.ESRCH, m, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("a gone process: %v", err)
+	}
+	if _, err := DescribeAnswer(slave[:100], nil, m, 0); err == nil {
+		t.Error("a short answer decoded")
 	}
 }

@@ -1,7 +1,9 @@
 package libproc
 
 import (
+	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
@@ -50,6 +52,30 @@ func (f FDNow) String() string {
 		return f.Path
 	}
 	return "another file"
+}
+
+// DescribeAnswer decides what an fd is now from one PROC_PIDFDVNODEPATHINFO
+// answer: its bytes when the call succeeded, else the error it failed
+// with. EBADF is a closed fd, ENOENT a revoked one (vn_revoke leaves a
+// dead vnode, which has no path), ENOTSUP an fd that is not a vnode
+// (fp_getfvpandvid in bsd/kern/proc_info.c); anything else (ESRCH: the
+// process is gone) is returned.
+func DescribeAnswer(b []byte, callErr error, m Majors, nullRdev uint32) (FDNow, error) {
+	switch {
+	case callErr == nil:
+		v, err := DecodeVnodeFDInfoWithPath(b)
+		if err != nil {
+			return FDNow{}, err
+		}
+		return DescribeVnode(v, m, nullRdev), nil
+	case errors.Is(callErr, syscall.EBADF):
+		return FDNow{Kind: FDClosed}, nil
+	case errors.Is(callErr, syscall.ENOENT):
+		return FDNow{Kind: FDRevoked}, nil
+	case errors.Is(callErr, syscall.ENOTSUP), errors.Is(callErr, syscall.EOPNOTSUPP):
+		return FDNow{Kind: FDOther}, nil
+	}
+	return FDNow{}, callErr
 }
 
 // DescribeVnode tells what a vnode fd is: a PTY end by its device number

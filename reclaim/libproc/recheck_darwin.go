@@ -87,26 +87,27 @@ func NewFDProbe() (*FDProbe, error) {
 // (fp_getfvpandvid in bsd/kern/proc_info.c); ESRCH (process gone) and
 // anything else is an error.
 func (p *FDProbe) Look(pid, fd int) (FDNow, error) {
-	v, err := p.l.vnodePath(pid, fd)
-	switch {
-	case err == nil:
-		return DescribeVnode(v, p.majors, p.nullRdev), nil
-	case errors.Is(err, syscall.EBADF):
-		return FDNow{Kind: FDClosed}, nil
-	case errors.Is(err, syscall.ENOENT):
-		return FDNow{Kind: FDRevoked}, nil
-	case errors.Is(err, syscall.ENOTSUP), errors.Is(err, syscall.EOPNOTSUPP):
-		// Not a vnode: a socket is what hangup and quiet leave.
-		if fds, lerr := p.l.listFDs(pid); lerr == nil {
-			for _, f := range fds {
-				if int(f.FD) == fd && f.Type == FDTypeSocket {
-					return FDNow{Kind: FDSocket}, nil
+	buf := make([]byte, sizeVnodeFDInfoWithPath)
+	n, e := p.l.procPIDFDInfo(pid, fd, fdVnodePathInfo, buf)
+	if n <= 0 {
+		callErr := errOrUnknown(e)
+		now, err := DescribeAnswer(nil, callErr, p.majors, p.nullRdev)
+		if err != nil {
+			return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+		}
+		if now.Kind == FDOther {
+			// Not a vnode: a socket is what hangup and quiet leave.
+			if fds, lerr := p.l.listFDs(pid); lerr == nil {
+				for _, f := range fds {
+					if int(f.FD) == fd && f.Type == FDTypeSocket {
+						return FDNow{Kind: FDSocket}, nil
+					}
 				}
 			}
 		}
-		return FDNow{Kind: FDOther}, nil
+		return now, nil
 	}
-	return FDNow{}, fmt.Errorf("proc_pidfdinfo(%d, %d): %w", pid, fd, err)
+	return DescribeAnswer(buf[:n], nil, p.majors, p.nullRdev)
 }
 
 // KQueueRegs reads every knote of pid: those of its kqueue fds, and those

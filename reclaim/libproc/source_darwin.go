@@ -102,6 +102,11 @@ func (s *source) Take(ctx context.Context, opts snapshot.Options) (*snapshot.Sna
 
 	s.findBlocked(ctx, l, snap, reads, opts)
 
+	procs := make([]*snapshot.Process, 0, len(reads))
+	for _, r := range reads {
+		procs = append(procs, r.proc)
+	}
+	MarkMasterless(procs, snap.Unreadable)
 	for _, r := range reads {
 		snap.Processes = append(snap.Processes, r.proc)
 		for _, fd := range r.proc.PTYFDs {

@@ -104,6 +104,9 @@ type Request struct {
 	Explain bool
 	// DryRun stops after planning: Run returns the dry-run document.
 	DryRun bool
+	// Probes, when set, adds the machine's answers to the plan's questions
+	// (platform.Platform.Probes: the inspector route's).
+	Probes func(o *plan.Options)
 	// Before, when set, runs between planning and acting, with the plan
 	// and the actor: to ask for confirmation, or to apply self-service
 	// checks (it may skip items and return an actor that checks again
@@ -137,6 +140,9 @@ func Plan(scan *Scan, r Request) (*Planned, error) {
 		popts.Select = everyProcess
 	case r.FilterOnly:
 		popts.Select = nil
+	}
+	if r.Probes != nil {
+		r.Probes(&popts)
 	}
 	items := plan.Plan(findings, popts)
 	var notes []string

@@ -35,6 +35,17 @@ type Item struct {
 	// Capped marks a leak skipped only because max_per_run was reached: a
 	// later run will take it, and release's exit status says so.
 	Capped bool
+	// Rung is the step of the remedy ladder that applies to a PTY fd the
+	// policy would release (RungInPlace, RungInspector, RungRevoke,
+	// RungKillHolder, RungReport); "" for orphans and for fds skipped
+	// before the ladder (not allowlisted, live, ...). RungWhy says why
+	// that rung and not the ones above it.
+	Rung    string
+	RungWhy string
+	// InPlaceMethod is, for an inspector item, the method the in-place
+	// route would use if the inspector refuses at release time; "" when
+	// the in-place route may not take this fd (watched, watched: skip).
+	InPlaceMethod policy.Method
 }
 
 // Options say who asked for what.
@@ -57,6 +68,17 @@ type Options struct {
 	// with a live session is never ended). Callers plan only the leaks;
 	// nil means the planned findings are the whole scan.
 	Context []classify.Finding
+	// Inspector checks whether the inspector route can release a holder's
+	// fds (reclaim/inspector); asked only for holders an allow rule opts
+	// in with runtime: inspector, and for holders whose fds cannot be
+	// released in place (to say whether opting in would help). Nil: the
+	// route is not available.
+	Inspector func(p *snapshot.Process) InspectorCheck
+	// OtherUsers names the users other than uid (and root) who are logged
+	// in, "" when there are none; the inspector route is refused while
+	// there are some unless the policy says inspector_with_other_users:
+	// allow. Nil counts as nobody else.
+	OtherUsers func(uid int) string
 }
 
 // Plan gives every finding a verdict, in order. A PTY is decided as a
@@ -82,13 +104,10 @@ func Plan(findings []classify.Finding, o Options) []Item {
 		it := Item{Finding: f, Verdict: Skip}
 		it.Reason = decide(f, d, o)
 		switch {
-		case it.Reason == "" && f.Kind == classify.KindPTY && d.inPlaceRefused != "":
-			it.Verdict, it.Method, it.Reason = fallback(d, live[f.Process.PID])
+		case it.Reason == "" && f.Kind == classify.KindPTY:
+			ladder(&it, d, o, live[f.Process.PID])
 		case it.Reason == "" && f.Kind == classify.KindOrphan:
 			it.Verdict, it.Reason = Kill, f.Evidence
-		case it.Reason == "":
-			method, why := o.Policy.Replacement(f.Watched, d.policy, o.Method)
-			it.Verdict, it.Reason, it.Method = Reclaim, f.Evidence+d.lifted+"; "+why, method
 		}
 		items = append(items, it)
 	}
@@ -271,6 +290,9 @@ type processDecision struct {
 	// lifted, when not empty, ends the reason of every action on a
 	// terminal server whose protection an exact allow rule lifted.
 	lifted string
+	// inspector is whether the inspector route may take the process's
+	// fds, and why (see inspectorFor).
+	inspector InspectorCheck
 }
 
 // decideProcess works out once per process what its findings share: the
@@ -292,6 +314,9 @@ func decideProcess(p *snapshot.Process, o Options) processDecision {
 	}
 	if d.inPlaceRefused != "" {
 		d.held = p.HeldPTYs()
+	}
+	if d.protected == "" && !d.policy.Denied {
+		d.inspector = inspectorFor(p, d, o)
 	}
 	return d
 }
@@ -345,7 +370,11 @@ func decide(f classify.Finding, pd processDecision, o Options) string {
 		if !f.Proven {
 			return "which PTY this fd is could not be proven (run as root)"
 		}
-		if f.Watched && o.Policy.Defaults.Watched != policy.WatchedReclaim {
+		// The inspector and revoke rungs end a watched fd the way a real
+		// hang-up would, through the program's own loop; an in-place
+		// replacement needs watched: reclaim.
+		revoke := f.Side == snapshot.Slave && f.State == classify.HungUp && pd.inPlaceRefused != ""
+		if f.Watched && o.Policy.Defaults.Watched != policy.WatchedReclaim && !pd.inspector.OK && !revoke {
 			return "still registered in the holder's epoll/kqueue set: its event loop may use it again (policy watched: skip)"
 		}
 		if p.Seccomp == 1 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/libproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -31,6 +32,7 @@ func Host() *Platform {
 		PTYName: func(index int) string { return fmt.Sprintf("ttys%03d", index) },
 		Peer:    peer.FromConn,
 		MayAct:  peer.MayAct,
+		Probes:  RuntimeProbes(inspector.NewProber()),
 		Guard:   noGuard,
 	}
 }

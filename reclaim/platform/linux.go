@@ -9,6 +9,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/policy"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/inspector"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/procfs"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -30,6 +31,7 @@ func Host() *Platform {
 		PTYName: ptsName,
 		Peer:    peer.FromConn,
 		MayAct:  peer.MayAct,
+		Probes:  RuntimeProbes(inspector.NewProber()),
 		Guard:   guard,
 	}
 }

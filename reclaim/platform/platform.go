@@ -16,6 +16,7 @@ import (
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/act"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/peer"
+	"github.com/ptyreclaim/ptyreclaim/reclaim/plan"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
 )
 
@@ -46,6 +47,11 @@ type Platform struct {
 	// Guard returns actor with check asked again under every freeze; a
 	// platform that must but cannot do so returns an error.
 	Guard func(actor act.Actor, check func(pid int) error) (act.Actor, error)
+	// Probes, when not nil, lets every plan ask this machine the inspector
+	// route's questions (is a holder Node or Electron, may it be
+	// signalled, who else is logged in). One Platform keeps its answers
+	// about binaries for its lifetime: the daemon reads each one once.
+	Probes func(o *plan.Options)
 }
 
 // Paths are the installed locations.

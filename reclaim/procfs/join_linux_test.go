@@ -4,11 +4,13 @@ package procfs
 
 import (
 	"context"
+	"os"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 
 	"github.com/ptyreclaim/ptyreclaim/reclaim/internal/testproc"
 	"github.com/ptyreclaim/ptyreclaim/reclaim/snapshot"
@@ -241,5 +243,38 @@ func TestNodesGoneOnlyWithTheMastersLastHolder(t *testing.T) {
 			t.Fatal("node still there after the master's last holder exited")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The walk of a process's /dev/pts/N never follows a symlink, at any
+// component, absolute or relative: a user's root may point dev or pts at
+// root's own tree (or at her FUSE mount).
+func TestWalkNoFollowRefusesSymlinks(t *testing.T) {
+	root := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(root+"/ok/dev/pts", 0o755))
+	must(os.WriteFile(root+"/ok/dev/pts/3", nil, 0o644))
+	must(os.MkdirAll(root+"/linkdev", 0o755))
+	must(os.Symlink("/dev", root+"/linkdev/dev")) // absolute, into our own /dev
+	must(os.MkdirAll(root+"/linkpts/dev", 0o755))
+	must(os.Symlink("../ok/dev/pts", root+"/linkpts/dev/pts"))
+	must(os.MkdirAll(root+"/linknode/dev/pts", 0o755))
+	must(os.Symlink("/dev/null", root+"/linknode/dev/pts/3"))
+	for dir, ok := range map[string]bool{"ok": true, "linkdev": false, "linkpts": false, "linknode": false} {
+		d, err := unix.Open(root+"/"+dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+		must(err)
+		fd, err := walkNoFollow(d, "dev", "pts", "3")
+		unix.Close(d)
+		if ok != (err == nil) {
+			t.Errorf("%s: fd %d, err %v; want success %v", dir, fd, err, ok)
+		}
+		if err == nil {
+			unix.Close(fd)
+		}
 	}
 }

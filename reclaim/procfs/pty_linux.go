@@ -243,10 +243,7 @@ func openPTSNode(pdir int, table *MountTable, index int) (int, uint64, error) {
 		return -1, 0, err
 	}
 	defer unix.Close(rootfd)
-	fd, err := unix.Openat2(rootfd, "dev/pts/"+strconv.Itoa(index), &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	fd, err := walkNoFollow(rootfd, "dev", "pts", strconv.Itoa(index))
 	if err != nil {
 		return -1, 0, err
 	}
@@ -256,6 +253,37 @@ func openPTSNode(pdir int, table *MountTable, index int) (int, uint64, error) {
 		return -1, 0, errNoKernelPTS
 	}
 	return fd, pts.Dev, nil
+}
+
+// walkNoFollow opens dir/names... O_PATH one component at a time, none of
+// them a symlink (O_NOFOLLOW: a magic link is a symlink too), so the walk
+// never leaves the tree it starts in: what openat2's RESOLVE_IN_ROOT and
+// RESOLVE_NO_SYMLINKS give for a path without "..". openat2 itself is not
+// used: systemd's RestrictSUIDSGID, which the packaged unit sets, fails
+// every openat2 with ENOSYS, since a filter cannot read its flags.
+func walkNoFollow(dir int, names ...string) (int, error) {
+	cur := dir
+	for i, name := range names {
+		flags := unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW
+		if i < len(names)-1 {
+			flags |= unix.O_DIRECTORY
+		}
+		fd, err := unix.Openat(cur, name, flags, 0)
+		if cur != dir {
+			unix.Close(cur)
+		}
+		if err != nil {
+			return -1, err
+		}
+		var st unix.Statx_t
+		if err := statxNoSync(fd, nil, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			// O_PATH|O_NOFOLLOW opens a symlink itself rather than failing.
+			unix.Close(fd)
+			return -1, unix.ELOOP
+		}
+		cur = fd
+	}
+	return cur, nil
 }
 
 // nodesGone tells, for each node, whether the slave node /dev/pts/N is

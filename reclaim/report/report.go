@@ -42,6 +42,8 @@ type Finding struct {
 	Verdict     string        `json:"verdict"`
 	Reason      string        `json:"reason"`
 	Method      policy.Method `json:"method,omitempty"`
+	// Rung is the step of the remedy ladder the fd got (plan.Rung*).
+	Rung string `json:"rung,omitempty"`
 }
 
 // Audit is the document audit --json prints.
@@ -49,6 +51,16 @@ type Audit struct {
 	Pool     snapshot.Pool `json:"pool"`
 	Findings []Finding     `json:"findings"`
 	Notes    []string      `json:"notes,omitempty"`
+	// Ladder says per holder which rung of the remedy ladder takes how
+	// many of its fds, and why that one.
+	Ladder []Ladder `json:"ladder,omitempty"`
+}
+
+// Ladder is one holder's rungs.
+type Ladder struct {
+	PID   int               `json:"pid"`
+	Comm  string            `json:"comm"`
+	Steps []plan.LadderStep `json:"steps"`
 }
 
 // NewAudit builds the audit document from planned items.
@@ -56,6 +68,9 @@ func NewAudit(s *snapshot.Snapshot, items []plan.Item) Audit {
 	a := Audit{Pool: s.Pool, Findings: make([]Finding, 0, len(items)), Notes: s.Notes}
 	for _, it := range items {
 		a.Findings = append(a.Findings, jsonFinding(it))
+	}
+	for _, l := range plan.Ladders(items) {
+		a.Ladder = append(a.Ladder, Ladder{PID: l.PID, Comm: l.Comm, Steps: l.Steps})
 	}
 	return a
 }
@@ -65,7 +80,7 @@ func jsonFinding(it plan.Item) Finding {
 	f := Finding{
 		Kind: string(it.Kind), PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, Exe: p.Exe,
 		UID: p.UID, State: string(it.State), IdleSeconds: it.Idle.Seconds(),
-		Verdict: string(it.Verdict), Reason: it.Reason, Method: it.Method,
+		Verdict: string(it.Verdict), Reason: it.Reason, Method: it.Method, Rung: it.Rung,
 	}
 	if it.Kind == classify.KindOrphan {
 		f.PPID, f.BlockedFD = ptr(p.PPID), ptr(it.BlockedFD)
@@ -114,7 +129,7 @@ type group struct {
 }
 
 func groupKey(it plan.Item) string {
-	return fmt.Sprintf("%d/%s/%s/%s/%s/%t/%s", it.Process.PID, it.Kind, it.Side, it.State, it.Verdict, it.Watched, reasonClass(it))
+	return fmt.Sprintf("%d/%s/%s/%s/%s/%t/%s/%s", it.Process.PID, it.Kind, it.Side, it.State, it.Verdict, it.Watched, it.Method, reasonClass(it))
 }
 
 // reasonClass strips what differs between fds of one kind (PTY names,
@@ -192,6 +207,42 @@ func WriteAuditTable(w io.Writer, s *snapshot.Snapshot, items []plan.Item) {
 		if it.Watched {
 			fmt.Fprintln(w, "\n* still registered in the holder's epoll set")
 			break
+		}
+	}
+	writeLadders(w, items)
+}
+
+// writeLadders says per holder which rung takes its fds, when that is not
+// plainly the in-place release.
+func writeLadders(w io.Writer, items []plan.Item) {
+	header := false
+	for _, l := range plan.Ladders(items) {
+		var steps []string
+		plain := true
+		for _, s := range l.Steps {
+			if s.Rung != plan.RungInPlace || s.Why != "" {
+				plain = false
+			}
+			step := fmt.Sprintf("%s for %s", s.Rung, plural(s.FDs, "fd", "fds"))
+			if s.Why != "" {
+				step += " (" + s.Why + ")"
+			}
+			steps = append(steps, step)
+		}
+		if plain {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nRemedy ladder per holder:")
+			header = true
+		}
+		line := Printable(fmt.Sprintf("pid %d (%s): %s", l.PID, l.Comm, strings.Join(steps, "; ")))
+		for i, part := range wrap(line, 80-4) {
+			indent := "  "
+			if i > 0 {
+				indent = "    "
+			}
+			fmt.Fprintln(w, indent+part)
 		}
 	}
 }

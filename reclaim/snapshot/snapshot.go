@@ -142,8 +142,11 @@ type PTYFD struct {
 	// the instance was inferred, so the fd must not be acted upon.
 	Proven bool
 	// HungUp marks a slave whose master is already closed (Linux
-	// "/dev/pts/N (deleted)"). It still pins the PTY. Always false on macOS,
-	// where such slaves are revoked and no longer pin anything.
+	// "/dev/pts/N (deleted)"). It still pins the PTY. On macOS, where
+	// nothing names a closed master, it is set when a scan that read every
+	// process found no fd on the master (xnu frees the slot only when both
+	// ends are closed); slaves xnu revoked at a session leader's exit are
+	// not PTY fds at all.
 	HungUp bool
 	// Watched is true when the holder still has the fd registered in one of
 	// its epoll (Linux) or kqueue (macOS) sets, confirmed exactly.

@@ -90,7 +90,7 @@ __attribute__((noinline)) static long checked_read(long fd, void *buf, long n) {
 	    "mov x27, #0x2727\n mov x28, #0x2828\n"
 	    "mov x8, #63\n svc #0\n"
 	    "mov x9, #0\n"
-	    "cmp x19, #0x1919\n b.ne 1f\n"
+	    "mov x10, #0x1919\n cmp x19, x10\n b.ne 1f\n"
 	    "mov x10, #0x2020\n cmp x20, x10\n b.ne 1f\n"
 	    "mov x10, #0x2121\n cmp x21, x10\n b.ne 1f\n"
 	    "mov x10, #0x2222\n cmp x22, x10\n b.ne 1f\n"

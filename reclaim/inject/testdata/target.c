@@ -11,6 +11,8 @@
 //   -v     one thread blocks in vfork() until its child is killed
 //   -T     a thread creating and joining short-lived threads nonstop
 //   -B     the main thread spins; another thread serves stdin
+//   -N     the main thread sleeps in one long nanosleep (interrupted, it
+//          holds ERESTART_RESTARTBLOCK); another thread serves stdin
 //   -f     install a seccomp filter (allowing everything) after setup
 //
 // It prints "READY <fd>..." then echoes each stdin line as "ECHO <line>".
@@ -144,10 +146,10 @@ static void start(void *(*fn)(void *), void *arg) {
 }
 
 int main(int argc, char **argv) {
-	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, fill = 0, vf = 0, spawn = 0, busy = 0, filter = 0;
+	int masters = 0, spinners = 0, sleepers = 0, streaming = 0, fill = 0, vf = 0, spawn = 0, busy = 0, filter = 0, nap = 0;
 	long exit_ms = -1;
 	int opt;
-	while ((opt = getopt(argc, argv, "m:S:L:Waslx:vTBf")) != -1) {
+	while ((opt = getopt(argc, argv, "m:S:L:Waslx:vTBfN")) != -1) {
 		switch (opt) {
 		case 'm': masters = atoi(optarg); break;
 		case 'S': spinners = atoi(optarg); break;
@@ -161,6 +163,7 @@ int main(int argc, char **argv) {
 		case 'T': spawn = 1; break;
 		case 'B': busy = 1; break;
 		case 'f': filter = 1; break;
+		case 'N': nap = 1; break;
 		default: return 2;
 		}
 	}
@@ -202,6 +205,13 @@ int main(int argc, char **argv) {
 	if (busy) {
 		start(serve, (void *)(long)streaming);
 		spin(NULL);
+	}
+	if (nap) {
+		start(serve, (void *)(long)streaming);
+		for (;;) {
+			struct timespec ts = {3600, 0};
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR) eintr("main-nanosleep");
+		}
 	}
 	serve((void *)(long)streaming);
 	return 0;

@@ -185,7 +185,8 @@ func OpenToAll(t testing.TB, path string) {
 	}
 }
 
-// StartHostileFUSE builds the server with gcc (pkg-config fuse3) and mounts
+// StartHostileFUSE builds the server with gcc (pkg-config fuse3), or takes
+// the prebuilt "hostilefs" (see PrebuiltEnv), and mounts
 // it, as uid:gid through fusermount3 the way any user can, on a fresh
 // directory that user owns. Stop (also run at cleanup) kills the server,
 // which fails every request it left unanswered, and unmounts it. A test
@@ -194,20 +195,30 @@ func OpenToAll(t testing.TB, path string) {
 // and their waits return only once the server is gone.
 func StartHostileFUSE(t testing.TB, uid, gid int) *FUSE {
 	t.Helper()
-	flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
-	if err != nil {
-		t.Fatalf("pkg-config fuse3 (install libfuse3-dev and fuse3): %v", err)
-	}
 	userFUSE(t)
 	dir := t.TempDir()
-	src := filepath.Join(dir, "hostilefs.c")
 	bin := filepath.Join(dir, "hostilefs")
-	if err := os.WriteFile(src, []byte(hostileFUSESrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"-O1", "-Wall", "-o", bin, src}, strings.Fields(string(flags))...)
-	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc hostilefs: %v\n%s", err, out)
+	if p, ok := Prebuilt(t, "hostilefs"); ok {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(bin, b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		flags, err := exec.Command("pkg-config", "--cflags", "--libs", "fuse3").Output()
+		if err != nil {
+			t.Fatalf("pkg-config fuse3 (install libfuse3-dev and fuse3): %v", err)
+		}
+		src := filepath.Join(dir, "hostilefs.c")
+		if err := os.WriteFile(src, []byte(hostileFUSESrc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"-O1", "-Wall", "-o", bin, src}, strings.Fields(string(flags))...)
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc hostilefs: %v\n%s", err, out)
+		}
 	}
 	mnt := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {

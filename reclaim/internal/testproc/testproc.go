@@ -16,10 +16,44 @@ import (
 	"time"
 )
 
-// BuildC compiles a C program with gcc into the test's temp dir.
+// PrebuiltEnv names a directory of test programs built ahead of time, for a
+// machine without a compiler (the arm64 VM, packaging/vm/arm64-tests.sh):
+// BuildC and the other builders then take DIR/name instead of compiling.
+const PrebuiltEnv = "PTYRECLAIM_PREBUILT"
+
+// Prebuilt returns DIR/name when $PTYRECLAIM_PREBUILT is set, and fails the
+// test when that program is missing there; ok is false when it is not set.
+func Prebuilt(t testing.TB, name string) (path string, ok bool) {
+	t.Helper()
+	dir := os.Getenv(PrebuiltEnv)
+	if dir == "" {
+		return "", false
+	}
+	path = filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s=%s: no prebuilt %s: %v", PrebuiltEnv, dir, name, err)
+	}
+	return path, true
+}
+
+// BuildC compiles a C program with gcc into the test's temp dir (or takes
+// the prebuilt one, see PrebuiltEnv).
 func BuildC(t testing.TB, name, src string) string {
 	t.Helper()
 	dir := t.TempDir()
+	if p, ok := Prebuilt(t, name); ok {
+		// A copy in the test's own directory, as gcc would have made it:
+		// callers copy it under other names next to it.
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, name)
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
 	c := filepath.Join(dir, name+".c")
 	bin := filepath.Join(dir, name)
 	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
