@@ -49,6 +49,13 @@ type Action struct {
 	// JSON when it did not within the short follow-up check (FollowUp), and
 	// for every other action, which so keep cli.md's fields.
 	ClosedByProgramAfter *float64 `json:"closed_by_program_after,omitempty"`
+	// CrashSafe, for an fd the injector acted on, says whether the release
+	// was covered by a restore frame in the target (had ptyreclaim died at
+	// any instant, the target would have finished or undone it and gone
+	// on exactly as it was); CrashSafeReason says why not. Null for kills
+	// and for fds nothing was done to.
+	CrashSafe       *bool  `json:"crash_safe,omitempty"`
+	CrashSafeReason string `json:"crash_safe_reason,omitempty"`
 }
 
 // Actor does the work that needs the operating system.
@@ -298,6 +305,12 @@ func (e *Executor) logged(p *snapshot.Process, a Action) Action {
 	}
 	if a.Reason != "" {
 		fields = append(fields, zap.String("reason", a.Reason))
+	}
+	if a.CrashSafe != nil {
+		fields = append(fields, zap.Bool("crash_safe", *a.CrashSafe))
+		if a.CrashSafeReason != "" {
+			fields = append(fields, zap.String("crash_safe_reason", a.CrashSafeReason))
+		}
 	}
 	if a.ClosedByProgramAfter != nil {
 		fields = append(fields, zap.Float64("closed_by_program_after", *a.ClosedByProgramAfter))

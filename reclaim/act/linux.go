@@ -354,6 +354,10 @@ func (l *Linux) reclaimInPlace(ctx context.Context, p *snapshot.Process, items [
 		}
 		a := NewAction(it, r.Result, r.Reason)
 		a.Method = r.Method
+		if r.Result == inject.ResultDone || r.Result == inject.ResultFailed {
+			safe := rep.CrashSafe
+			a.CrashSafe, a.CrashSafeReason = &safe, rep.CrashSafeReason
+		}
 		if d, ok := closedAfter[it.FD]; ok {
 			secs := d.Seconds()
 			a.ClosedByProgramAfter = &secs

@@ -1,41 +1,62 @@
 #!/usr/bin/env bash
-# Releases N leaked masters from a multi-threaded target with ptyreclaim, and
-# closes the same N fds of an identical target with one batch gdb session,
-# in one run; prints total times, the longest freeze seen from inside each
-# target (its heartbeat gap) and the ratio. ptyreclaim runs three times: on
-# unwatched masters (method devnull), and on masters watched in an epoll set
-# with each replacement a watched fd may get (watched: reclaim,
-# watched_method hangup, then quiet: epoll DEL, dup3, epoll ADD).
+# Releases N leaked masters from a multi-threaded target with ptyreclaim,
+# for several N, with two builds: this tree (the crash-safe engine: one
+# routine in the target for all fds) and a "before" revision (default main:
+# every injected call a ptrace round trip). Each release is made on
+# unwatched masters (policy method devnull) and on masters watched in an
+# epoll set, with each replacement a watched fd may get (watched: reclaim,
+# watched_method hangup, then quiet: epoll DEL, dup3, epoll ADD). For some N it also closes the same fds of an identical target with
+# one batch gdb session. Prints, per row, the total time of the command,
+# the longest freeze seen from inside the target (its heartbeat gap) and
+# ptyreclaim's own figure (the audit record's "frozen"), medians of RUNS,
+# then the ratios the issue asks for.
 #
-#   sudo bash reclaim/bench/release.sh [N] [THREADS] [RUNS]
+#   sudo bash reclaim/bench/release.sh [SIZES] [THREADS] [RUNS] [BEFORE_REV] [GDB_SIZES]
 #
-# Defaults: 490 masters, 4 busy threads, 3 runs of each (medians printed).
+# Defaults: SIZES "10 100 490 1000 4000", 4 busy threads, 3 runs each,
+# BEFORE_REV main ("" skips the before build), GDB_SIZES "490".
 set -euo pipefail
-n=${1:-490}
+sizes=${1:-10 100 490 1000 4000}
 threads=${2:-4}
 runs=${3:-3}
+before=${4-main}
+gdbsizes=${5:-490}
 cd "$(dirname "$0")/../.."
-for tool in gcc gdb python3 go; do
-	command -v "$tool" >/dev/null || { echo "release.sh: needs $tool (apt-get install gdb gcc python3)" >&2; exit 2; }
+for tool in gcc gdb python3 go git; do
+	command -v "$tool" >/dev/null || { echo "release.sh: needs $tool (apt-get install gdb gcc python3 git)" >&2; exit 2; }
 done
 [ "$(id -u)" = 0 ] || { echo "release.sh: run as root" >&2; exit 2; }
+# 4,000 masters and their copies need more than the usual 1,024 fds.
+ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
 # The policy must sit in a root-owned directory chain: /run, not /tmp.
 pol=$(mktemp -d /run/ptyreclaim-bench.XXXXXX)
 trap 'rm -rf "$work" "$pol"' EXIT
-printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: hangup\n' >"$pol/hangup.yaml"
-printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: quiet\n' >"$pol/quiet.yaml"
-go build -o "$work/ptyreclaim" ./cmd/ptyreclaim
+printf 'version: 1\ndefaults:\n  method: devnull\n  max_per_run: 10000\n' >"$pol/unwatched.yaml"
+printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: hangup\n  max_per_run: 10000\n' >"$pol/watched.yaml"
+printf 'version: 1\ndefaults:\n  watched: reclaim\n  watched_method: quiet\n  max_per_run: 10000\n' >"$pol/watched-quiet.yaml"
+go build -o "$work/ptyreclaim-after" ./cmd/ptyreclaim
+builds=after
+if [ -n "$before" ]; then
+	mkdir "$work/before"
+	git archive "$before" | tar -x -C "$work/before"
+	(cd "$work/before" && go build -o "$work/ptyreclaim-before" ./cmd/ptyreclaim)
+	builds="after before"
+fi
 gcc -O2 -pthread -o "$work/heartbeat" reclaim/bench/heartbeat.c
 
-python3 - "$work" "$n" "$threads" "$runs" "$pol" <<'PY'
+python3 - "$work" "$sizes" "$threads" "$runs" "$pol" "$builds" "$gdbsizes" "$before" <<'PY'
 import json, os, statistics, subprocess, sys, time
-work, n, threads, runs, pol = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+work, sizes, threads, runs, pol, builds, gdbsizes, before = sys.argv[1:9]
+sizes = [int(s) for s in sizes.split()]
+threads, runs = int(threads), int(runs)
+builds = builds.split()
+gdbsizes = {int(s) for s in gdbsizes.split()}
 
 def pty_nr():
     return int(open("/proc/sys/kernel/pty/nr").read())
 
-def start(mode="unwatched"):
+def start(n, mode):
     p = subprocess.Popen([f"{work}/heartbeat", str(n), str(threads), mode], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, bufsize=1)
     assert p.stdout.readline().strip() == "ready"
@@ -56,33 +77,31 @@ def masters(pid):
             pass
     return sorted(fds)
 
-rows = {"ptyreclaim": [], "ptyreclaim-watched-hangup": [], "ptyreclaim-watched-quiet": [], "gdb": []}
-gdb_failed = []
-for run in range(runs):
-    for tool, mode, extra in (("ptyreclaim", "unwatched", ["--method", "devnull"]),
-                              ("ptyreclaim-watched-hangup", "watched", ["--policy", f"{pol}/hangup.yaml"]),
-                              ("ptyreclaim-watched-quiet", "watched", ["--policy", f"{pol}/quiet.yaml"])):
-        p = start(mode)
-        base_gap = ask(p, "gap")
-        before = pty_nr()
-        t = time.perf_counter()
-        r = subprocess.run([f"{work}/ptyreclaim", "release", "--pid", str(p.pid), "--min-idle", "0s", "--yes",
-                            "--json", "--log-level", "info", "--log-format", "json"] + extra, capture_output=True, text=True)
-        total = time.perf_counter() - t
-        if r.returncode != 0:
-            sys.exit(f"ptyreclaim release failed: {r.stderr}")
-        frozen = max(json.loads(l).get("frozen", 0) for l in r.stderr.splitlines() if l.startswith("{"))
-        gap = ask(p, "gap")
-        left = ask(p, "fds")
-        dropped = before - pty_nr()
-        p.kill(); p.wait()
-        rows[tool].append((total, gap, frozen, base_gap, dropped, left))
+def release(build, n, mode):
+    p = start(n, "watched" if mode.startswith("watched") else mode)
+    ask(p, "gap")
+    before_nr = pty_nr()
+    t = time.perf_counter()
+    r = subprocess.run([f"{work}/ptyreclaim-{build}", "release", "--pid", str(p.pid), "--min-idle", "0s", "--yes",
+                        "--json", "--log-level", "info", "--log-format", "json", "--policy", f"{pol}/{mode}.yaml"],
+                       capture_output=True, text=True)
+    total = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"ptyreclaim-{build} release failed: {r.stderr[-2000:]}")
+    recs = [json.loads(l) for l in r.stderr.splitlines() if l.startswith("{")]
+    frozen = max((x.get("frozen", 0) for x in recs), default=0)
+    safe = {x.get("crash_safe") for x in recs if x.get("msg") == "action"}
+    gap = ask(p, "gap")
+    left = ask(p, "fds")
+    dropped = before_nr - pty_nr()
+    p.kill(); p.wait()
+    return dict(total=total, gap=gap / 1e6, frozen=frozen, dropped=dropped, left=left, safe=safe)
 
-    # gdb, one batch session closing the same fds
-    p = start()
-    base_gap = ask(p, "gap")
+def gdb(n):
+    p = start(n, "unwatched")
+    ask(p, "gap")
     fds = masters(p.pid)
-    before = pty_nr()
+    before_nr = pty_nr()
     cmd = ["gdb", "-q", "-batch", "-nx", "-p", str(p.pid)]
     for fd in fds:
         cmd += ["-ex", f"call (int)close({fd})"]
@@ -97,35 +116,38 @@ for run in range(runs):
         continue
     gap = ask(p, "gap")
     left = ask(p, "fds")
-    dropped = before - pty_nr()
+    dropped = before_nr - pty_nr()
     p.kill(); p.wait()
     if left != 0:
-        gdb_failed.append(f"gdb left {left} masters open: {g.stderr.strip().splitlines()[-1:]}")
-        continue
-    rows["gdb"].append((total, gap, 0, base_gap, dropped, left))
+        sys.exit(f"gdb left {left} masters open: {g.stderr[-500:]}")
+    return dict(total=total, gap=gap / 1e6, frozen=0, dropped=dropped, left=left, safe={None})
 
-print(f"{n} leaked masters, {threads} busy threads + heartbeat thread, {runs} runs each (medians)")
-med = {}
-for tool, rs in rows.items():
-    if not rs:
-        print(f"{tool:26s} no run succeeded: {gdb_failed[0]}")
-        continue
-    total = statistics.median(r[0] for r in rs)
-    gap = statistics.median(r[1] for r in rs) / 1000
-    base = statistics.median(r[3] for r in rs) / 1000
-    med[tool] = (total, gap)
-    extra = ""
-    if tool.startswith("ptyreclaim"):
-        extra = f", frozen (ptyreclaim's own figure) {statistics.median(r[2] for r in rs)*1000:.1f} ms"
-    print(f"{tool:26s} total {total*1000:8.1f} ms, longest heartbeat gap {gap:8.1f} ms "
-          f"(baseline {base:.1f} ms){extra}; PTYs freed {[r[4] for r in rs]}, masters left {[r[5] for r in rs]}")
-if gdb_failed:
-    print(f"gdb failed in {len(gdb_failed)} of {runs} runs, first: {gdb_failed[0]}")
-if "gdb" in med:
-    print(f"ratio gdb/ptyreclaim total time: {med['gdb'][0]/med['ptyreclaim'][0]:.1f}x   (goal >= 20x)")
-    for m in ("hangup", "quiet"):
-        print(f"ratio gdb/ptyreclaim (watched, {m}) total time: {med['gdb'][0]/med['ptyreclaim-watched-' + m][0]:.1f}x")
-print(f"target frozen (heartbeat gap) with ptyreclaim: {med['ptyreclaim'][1]:.1f} ms   (goal < 20 ms)")
-for m in ("hangup", "quiet"):
-    print(f"target frozen (heartbeat gap) with ptyreclaim, watched + {m}: {med['ptyreclaim-watched-' + m][1]:.1f} ms")
+def med(rs, k):
+    return statistics.median(r[k] for r in rs)
+
+rows = {}
+for n in sizes:
+    for build in builds:
+        for mode in ("unwatched", "watched", "watched-quiet"):
+            rows[(n, build, mode)] = [release(build, n, mode) for _ in range(runs)]
+    if n in gdbsizes:
+        rows[(n, "gdb", "unwatched")] = [gdb(n) for _ in range(runs)]
+
+print(f"{threads} busy threads + heartbeat thread, {runs} runs each (medians); before = {before or '-'}")
+print(f"{'fds':>5} {'build':7} {'mode':10} {'total ms':>9} {'heartbeat gap ms':>17} {'frozen ms':>10}  crash-safe  PTYs freed / masters left")
+for (n, build, mode), rs in rows.items():
+    safe = ",".join(sorted(str(s) for r in rs for s in r["safe"]))
+    print(f"{n:5d} {build:7} {mode:10} {med(rs,'total')*1000:9.1f} {med(rs,'gap')*1000:17.2f} {med(rs,'frozen')*1000:10.2f}  {safe:10}  "
+          f"{[r['dropped'] for r in rs]} / {[r['left'] for r in rs]}")
+lo, hi = min(sizes), max(sizes)
+for build in builds:
+    for mode in ("unwatched", "watched", "watched-quiet"):
+        a, b = rows[(lo, build, mode)], rows[(hi, build, mode)]
+        print(f"{build:6} {mode:9}: freeze {hi} fds / {lo} fds = {med(b,'gap')/med(a,'gap'):.1f}x (heartbeat), "
+              f"{med(b,'frozen')/med(a,'frozen'):.1f}x (frozen)   (goal <= 2x)")
+for n in sorted(gdbsizes & set(sizes)):
+    g = med(rows[(n, "gdb", "unwatched")], "total")
+    for build in builds:
+        print(f"{build:6}: gdb / ptyreclaim total time at {n} fds = {g/med(rows[(n, build, 'unwatched')], 'total'):.0f}x unwatched, "
+              f"{g/med(rows[(n, build, 'watched')], 'total'):.0f}x watched   (goal >= 100x)")
 PY

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,6 +105,12 @@ func RunRelease(ctx context.Context, env *Env, o *ReleaseOptions) error {
 	if !env.Root && !o.DryRun {
 		return releaseThroughDaemon(env, o)
 	}
+	// A hang-up (the terminal closed, the ssh session dropped) ends the
+	// run like SIGINT and SIGTERM do (main catches those): the process
+	// being released is finished and restored first, never left frozen
+	// or cut in half by the signal's default action.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	pol, res, err := scan(ctx, env, o.PolicyPath, o.MinIdle, o.MinIdleSet)
 	if err != nil {
 		return err

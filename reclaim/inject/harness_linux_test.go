@@ -31,6 +31,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(releaserEnv) != "" {
+		os.Exit(runReleaser())
+	}
 	dir, err := os.MkdirTemp("", "inject-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -62,19 +65,19 @@ func program(t testing.TB, name string) string {
 		b.path = filepath.Join(binDir, name)
 		var cmd *exec.Cmd
 		switch name {
-		case "gotarget":
-			src := filepath.Join(binDir, "gosrc")
+		case "gotarget", "gostate":
+			src := filepath.Join(binDir, name+"-src")
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				b.err = err
 				return
 			}
-			data, err := os.ReadFile("testdata/gotarget/main.go")
+			data, err := os.ReadFile("testdata/" + name + "/main.go")
 			if err != nil {
 				b.err = err
 				return
 			}
 			os.WriteFile(filepath.Join(src, "main.go"), data, 0o644)
-			os.WriteFile(filepath.Join(src, "go.mod"), []byte("module gotarget\n\ngo 1.22\n"), 0o644)
+			os.WriteFile(filepath.Join(src, "go.mod"), []byte("module "+name+"\n\ngo 1.22\n"), 0o644)
 			cmd = exec.Command("go", "build", "-o", b.path, ".")
 			cmd.Dir = src
 			cmd.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "GOWORK=off")

@@ -20,6 +20,7 @@ type abi struct {
 	close          uint64
 	mmap           uint64
 	munmap         uint64
+	pipe2          uint64 // the engine's probe pipe
 	socketpair     uint64
 	shutdown       uint64
 	epollCtl       uint64
@@ -40,7 +41,7 @@ type abi struct {
 
 var abiAMD64 = abi{
 	name: "amd64", openat: 257, dup3: 292, close: 3, mmap: 9, munmap: 11,
-	socketpair: 53, shutdown: 48, epollCtl: 233,
+	pipe2: 293, socketpair: 53, shutdown: 48, epollCtl: 233,
 	restartSyscall: 219, epollEventSize: 12,
 	insn:      []byte{0x0f, 0x05}, // syscall
 	insnAlign: 1,
@@ -49,7 +50,7 @@ var abiAMD64 = abi{
 
 var abiARM64 = abi{
 	name: "arm64", openat: 56, dup3: 24, close: 57, mmap: 222, munmap: 215,
-	socketpair: 199, shutdown: 210, epollCtl: 21,
+	pipe2: 59, socketpair: 199, shutdown: 210, epollCtl: 21,
 	restartSyscall: 128, epollEventSize: 16,
 	insn:      []byte{0x01, 0x00, 0x00, 0xd4}, // svc #0
 	insnAlign: 4,
@@ -267,7 +268,8 @@ type epollReg struct {
 	events uint32
 	data   uint64
 	ino    uint64
-	slot   int // its struct epoll_event in the scratch mapping
+	sdev   uint64 // the registered file's device, the kernel's encoding (major<<20 | minor)
+	slot   int    // its struct epoll_event in the scratch mapping
 }
 
 // parseEpollRegs reads the "tfd:" lines of an epoll fd's fdinfo:
@@ -302,6 +304,11 @@ func parseEpollRegs(efd int, data []byte) ([]epollReg, error) {
 			if v, ok := strings.CutPrefix(kv, "ino:"); ok {
 				if r.ino, err = strconv.ParseUint(v, 16, 64); err != nil {
 					return nil, fmt.Errorf("bad ino in %q", line)
+				}
+			}
+			if v, ok := strings.CutPrefix(kv, "sdev:"); ok {
+				if r.sdev, err = strconv.ParseUint(v, 16, 64); err != nil {
+					return nil, fmt.Errorf("bad sdev in %q", line)
 				}
 			}
 		}

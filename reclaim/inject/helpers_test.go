@@ -187,7 +187,7 @@ func TestParseEpollRegs(t *testing.T) {
 		"tfd:        0 events:       19 data:        100000000  pos:0 ino:63f1e sdev:f\n" +
 		"tfd:        7 events: 80000019 data: feed000000000007  pos:0 ino:5a sdev:6\n"
 	got, err := parseEpollRegs(3, []byte(in))
-	want := []epollReg{{efd: 3, tfd: 0, events: 0x19, data: 0x100000000, ino: 0x63f1e}, {efd: 3, tfd: 7, events: 0x80000019, data: 0xfeed000000000007, ino: 0x5a}}
+	want := []epollReg{{efd: 3, tfd: 0, events: 0x19, data: 0x100000000, ino: 0x63f1e, sdev: 0xf}, {efd: 3, tfd: 7, events: 0x80000019, data: 0xfeed000000000007, ino: 0x5a, sdev: 0x6}}
 	if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("got %+v, %v", got, err)
 	}

@@ -101,6 +101,13 @@ type Target struct {
 	// server may never answer); the thread is then interrupted, and
 	// restored if it stops. Zero means DefaultCallTimeout.
 	CallTimeout time.Duration
+
+	// hook, set only by this package's tests, is called at named points
+	// of a release (where a test kills the releaser).
+	hook func(point string)
+	// pauseTimeout, set only by tests, replaces how long the crash-safe
+	// routine waits for the tracer at a pause.
+	pauseTimeout time.Duration
 }
 
 // DefaultCallTimeout is the call deadline used when Target.CallTimeout is 0.
@@ -140,6 +147,14 @@ type Report struct {
 	// Notes are remarks a person should see (signals passed on, a scratch
 	// page that could not be unmapped, ...).
 	Notes []string
+	// CrashSafe is true when every instant at which the target was
+	// changed was covered by a restore frame in its memory: had
+	// ptyreclaim died at any point, the target would have finished the
+	// release (or none of it) and returned to exactly its state by
+	// itself. CrashSafeReason says why not (the call-by-call path was
+	// used, and why).
+	CrashSafe       bool
+	CrashSafeReason string
 }
 
 // Done returns how many fds were released.

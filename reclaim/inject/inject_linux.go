@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -188,16 +189,22 @@ type run struct {
 
 	// groups are the pending fds by open file, before the freeze.
 	groups []*group
+	// resultAt indexes rep.FDs by fd.
+	resultAt map[int]int
 
 	// Set up for the injection.
-	tid     int
-	base    regs // saved registers, restart-normalised
-	orig    regs // saved registers as found
-	insn    uint64
-	resumed bool // the thread has left its interrupt stop
-	page    uint64
-	pageLen uint64
-	repls   []*replacement
+	eng *enginePrep // looked up before the freeze
+	// lightVerify: the checks under the freeze read the file's status
+	// flags from our copy and leave close-on-exec to the engine.
+	lightVerify bool
+	tid         int
+	base        regs // saved registers, restart-normalised
+	orig        regs // saved registers as found
+	insn        uint64
+	resumed     bool // the thread has left its interrupt stop
+	page        uint64
+	pageLen     uint64
+	repls       []*replacement
 	// stuck: the thread is inside a call that neither returned nor
 	// stopped when interrupted; it cannot be restored.
 	stuck    bool
@@ -205,10 +212,16 @@ type run struct {
 }
 
 func (r *run) result(fd int) *FDResult {
-	for i := range r.rep.FDs {
-		if r.rep.FDs[i].FD == fd {
-			return &r.rep.FDs[i]
+	// By index: looked up once per fd several times under the freeze,
+	// a scan of the list would be quadratic.
+	if r.resultAt == nil {
+		r.resultAt = make(map[int]int, len(r.rep.FDs))
+		for i := range r.rep.FDs {
+			r.resultAt[r.rep.FDs[i].FD] = i
 		}
+	}
+	if i, ok := r.resultAt[fd]; ok {
+		return &r.rep.FDs[i]
 	}
 	panic("inject: unknown fd") // cannot happen: results are made from the fd list
 }
@@ -297,7 +310,12 @@ func (r *run) do(ctx context.Context) error {
 	if timeout <= 0 {
 		timeout = DefaultStopTimeout
 	}
+	r.eng = prepareEngine(pid)
+	if r.eng.reason == "" {
+		r.noteFileIDs()
+	}
 	r.tr = newTracer(pid, r.log)
+	r.tr.hook = r.hook
 	defer func() {
 		r.stragglers = r.tr.detachAll()
 		if !r.tr.firstStop.IsZero() {
@@ -321,6 +339,7 @@ func (r *run) do(ctx context.Context) error {
 			r.rep.Threads++
 		}
 	}
+	r.hook("frozen")
 
 	// Everything below runs with the whole process frozen.
 	if err := r.checkStartTime(); err != nil {
@@ -336,12 +355,29 @@ func (r *run) do(ctx context.Context) error {
 		return err
 	}
 	fds := r.pending()
+	// The crash-safe engine reads each fd's close-on-exec bit in the
+	// target itself, so its checks skip fdinfo.
+	eng := r.planEngine()
+	r.lightVerify = eng != nil
 	v, err := r.startVerify(fds)
 	if err != nil {
 		r.skipPending("release aborted")
 		return err
 	}
-	defer v.wait()
+	defer func() { v.wait() }()
+	if eng != nil {
+		if handled, err := eng.run(fds, v); handled {
+			return err
+		}
+		// The engine gave up before changing anything and put the
+		// thread back: check again for the call-by-call path.
+		v.wait()
+		r.lightVerify = false
+		if v, err = r.startVerify(fds); err != nil {
+			r.skipPending("release aborted")
+			return err
+		}
+	}
 	return r.inject(fds, v)
 }
 
@@ -445,6 +481,11 @@ type verification struct {
 	verdicts []verdict
 	ready    []chan struct{}
 	wg       sync.WaitGroup
+	// next is the next fd to claim: checks are taken in order by whoever
+	// is free (the workers, and in light mode the tracer while it waits).
+	next  atomic.Int64
+	check func(i int, buf []byte)
+	light bool
 }
 
 type verdict struct {
@@ -463,6 +504,28 @@ func (v *verification) get(i int) verdict {
 // must stay open until then.
 func (v *verification) wait() { v.wg.Wait() }
 
+// claim runs the next unclaimed check; false when none is left.
+func (v *verification) claim(buf []byte) bool {
+	i := int(v.next.Add(1) - 1)
+	if i >= len(v.ready) {
+		return false
+	}
+	v.check(i, buf)
+	return true
+}
+
+// help runs the checks nobody has taken yet on the caller: the tracer,
+// once it has nothing to do but wait for them. Light mode only (the
+// fdinfo directory the full checks read is closed when the workers end).
+func (v *verification) help() {
+	if !v.light {
+		return
+	}
+	buf := make([]byte, 512)
+	for v.claim(buf) {
+	}
+}
+
 // startVerify starts checking fds, in order, on every CPU but the one the
 // tracer and the target share.
 func (r *run) startVerify(fds []int) (*verification, error) {
@@ -470,11 +533,22 @@ func (r *run) startVerify(fds []int) (*verification, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the fds of pid %d: %v", r.t.PID, err)
 	}
-	v := &verification{verdicts: make([]verdict, len(fds)), ready: make([]chan struct{}, len(fds))}
+	v := &verification{verdicts: make([]verdict, len(fds)), ready: make([]chan struct{}, len(fds)), light: r.lightVerify}
 	for i := range v.ready {
 		v.ready[i] = make(chan struct{})
 	}
+	v.check = func(i int, buf []byte) {
+		v.verdicts[i] = r.verifyOne(fds[i], fdinfo, buf)
+		close(v.ready[i])
+	}
 	workers := max(1, min(runtime.NumCPU()-1, len(fds)))
+	// The tracer and the target share one CPU (shareCPU): in light mode
+	// the workers keep off it, so that they never delay a ptrace round
+	// trip; the tracer takes the checks left when it must wait for them.
+	avoid := -1
+	if r.lightVerify && runtime.NumCPU() > 1 {
+		avoid = r.targetCPU()
+	}
 	v.wg.Add(workers)
 	go func() {
 		v.wg.Wait()
@@ -483,14 +557,34 @@ func (r *run) startVerify(fds []int) (*verification, error) {
 	for w := 0; w < workers; w++ {
 		go func() {
 			defer v.wg.Done()
+			if avoid >= 0 {
+				// The pinned thread ends with this goroutine.
+				runtime.LockOSThread()
+				var set unix.CPUSet
+				if unix.SchedGetaffinity(0, &set) == nil && set.Count() > 1 && set.IsSet(avoid) {
+					set.Clear(avoid)
+					_ = unix.SchedSetaffinity(0, &set)
+				}
+			}
 			buf := make([]byte, 512)
-			for i := w; i < len(fds); i += workers {
-				v.verdicts[i] = r.verifyOne(fds[i], fdinfo, buf)
-				close(v.ready[i])
+			for v.claim(buf) {
 			}
 		}()
 	}
 	return v, nil
+}
+
+// targetCPU is the CPU the injecting thread last ran on (-1 if unknown).
+func (r *run) targetCPU() int {
+	data, err := os.ReadFile(taskFile(r.t.PID, r.tid, "stat"))
+	if err != nil {
+		return -1
+	}
+	st, err := procfs.ParseStat(data)
+	if err != nil {
+		return -1
+	}
+	return st.Processor
 }
 
 // verifyOne checks one fd under the freeze; reason is empty when it may be
@@ -510,6 +604,14 @@ func (r *run) verifyOne(fd, fdinfo int, buf []byte) verdict {
 		if err := r.t.Recheck(fd, c); err != nil {
 			return verdict{reason: err.Error()}
 		}
+	}
+	if r.lightVerify {
+		// The status flags belong to the open file, which our copy is.
+		fl, err := unix.FcntlInt(uintptr(c), unix.F_GETFL, 0)
+		if err != nil {
+			return verdict{reason: fmt.Sprintf("cannot read the flags of fd %d: %v", fd, err)}
+		}
+		return verdict{flags: uint32(fl)}
 	}
 	data, err := readSmallAt(fdinfo, strconv.Itoa(fd), buf)
 	if err != nil {

@@ -76,6 +76,8 @@ type tracer struct {
 	// trapped counts SIGSYS signals that the target's seccomp filter
 	// raised for our calls and that were dropped.
 	trapped int
+	// hook is called between detaches (tests kill the releaser there).
+	hook func(point string)
 }
 
 type pendingSignal struct {
@@ -90,6 +92,9 @@ func newTracer(pid int, log *zap.Logger) *tracer {
 	return &tracer{pid: pid, self: unix.Gettid(), log: log, threads: map[int]*thread{}}
 }
 
+// ptraceRaw is for requests whose addr and data are plain numbers: a
+// pointer converted to uintptr must be converted in the Syscall6 call
+// itself (see sigCode).
 func ptraceRaw(req, tid int, addr, data uintptr) error {
 	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
 	if e != 0 {
@@ -454,10 +459,16 @@ func (t *tracer) withhold(tid int, sig unix.Signal) {
 }
 
 // sigCode returns si_code of the signal a thread is stopped for, -1 if
-// unknown.
+// unknown. The buffer's address is converted in the Syscall6 call itself:
+// passed as a uintptr through a Go wrapper (ptraceRaw), the array stays on
+// the goroutine stack, a stack growth in the wrapper's prologue moves it,
+// and the kernel writes the siginfo into the old copy. si_code then read 0,
+// and our own call's seccomp SIGSYS was taken for the program's and raised
+// again after detach.
 func sigCode(tid int) int32 {
 	var si [128]byte
-	if err := ptraceRaw(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(&si[0]))); err != nil {
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(&si[0])), 0, 0)
+	if e != 0 {
 		return -1
 	}
 	return int32(binary.LittleEndian.Uint32(si[8:12]))
@@ -626,6 +637,9 @@ func (t *tracer) detachAll() (stragglers []int) {
 				t.log.Warn("detach failed", zap.Int("tid", tid), zap.Error(err))
 			}
 			th.state = gone
+			if t.hook != nil {
+				t.hook("detached-one")
+			}
 		case running:
 			stragglers = append(stragglers, tid)
 		}

@@ -34,7 +34,7 @@ func TestReclaimSingleThreadDevNull(t *testing.T) {
 	rep := reclaim(t, tg, fds, MethodDevNull)
 
 	after := testproc.PTYCount(t)
-	t.Logf("threads=%d frozen=%v pty/nr %d -> %d notes=%v", rep.Threads, rep.Frozen, before, after, rep.Notes)
+	t.Logf("threads=%d frozen=%v pty/nr %d -> %d notes=%v crash-safe=%v %s", rep.Threads, rep.Frozen, before, after, rep.Notes, rep.CrashSafe, rep.CrashSafeReason)
 	if rep.Done() != 100 {
 		t.Fatalf("done %d of 100: %+v", rep.Done(), rep.FDs)
 	}

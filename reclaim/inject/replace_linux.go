@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -36,7 +37,15 @@ type group struct {
 	// deleted: the old registrations were removed; added: the replacement's
 	// were made (both count calls that returned success).
 	deleted, added int
+	// rank is the open file's place in kcmp's order of all the groups'
+	// files; id is its device (kernel encoding) and inode, as epoll fdinfo
+	// lists them (set for the crash-safe engine, before the freeze).
+	rank int
+	id   fileID
 }
+
+// fileID is a file's device and inode as epoll's fdinfo shows them.
+type fileID struct{ dev, ino uint64 }
 
 // replacement is one object created in the target for one method: every
 // group with that method (and the same O_NONBLOCK) shares it.
@@ -47,6 +56,11 @@ type replacement struct {
 	peer     int // quiet: the socket's other end, kept in the target
 	copy     int // our pidfd_getfd copy, for kcmp after the calls
 	link     string
+	// id, when set, is the replacement's device and inode: a fresh pipe
+	// (its write end closed) or socket, so no other open file has it, and
+	// epoll's fdinfo proves a registration is the replacement's without a
+	// kcmp (whose kernel side walks the whole epoll set).
+	id fileID
 }
 
 // groupByFile groups fds by open file, on our reference copies, before the
@@ -75,7 +89,7 @@ func (r *run) groupByFile(fds []int) []*group {
 			g.idx = append(g.idx, pos[fd])
 			continue
 		}
-		out = append(out, &group{method: r.result(fd).Method, fds: []int{fd}, idx: []int{pos[fd]}})
+		out = append(out, &group{method: r.result(fd).Method, fds: []int{fd}, idx: []int{pos[fd]}, rank: len(out)})
 	}
 	for _, g := range out {
 		sort.Sort(&byIdx{g})
@@ -136,6 +150,11 @@ func (r *run) readEpoll() (map[int][]epollReg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the fds of pid %d: %v", r.t.PID, err)
 	}
+	return r.readEpollSets(efds)
+}
+
+// readEpollSets reads every registration of the target's epoll fds efds.
+func (r *run) readEpollSets(efds []int) (map[int][]epollReg, error) {
 	out := make(map[int][]epollReg, len(efds))
 	for _, efd := range efds {
 		data, err := os.ReadFile(procPath(r.t.PID, "fdinfo/"+strconv.Itoa(efd)))
@@ -394,29 +413,84 @@ func (r *run) verifyAfter(acted []*group) {
 			}
 		}
 	}
+	// One or two kcmp per fd: spread over every CPU, the target is
+	// stopped.
+	type job struct {
+		g  *group
+		fd int
+	}
+	var jobs []job
 	for _, g := range acted {
-		var problems []string
 		for _, fd := range g.fds {
-			res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(r.copies[fd]), uintptr(fd), 0)
-			stillOld := e == 0 && res == 0
-			switch {
-			case g.method == MethodClose:
-				if e != unix.EBADF {
-					problems = append(problems, fmt.Sprintf("fd %d is still open", fd))
-				}
-			case stillOld:
-				problems = append(problems, fmt.Sprintf("fd %d still names the PTY", fd))
-			case g.repl == nil || g.repl.copy < 0:
-				problems = append(problems, fmt.Sprintf("fd %d: no replacement to compare with", fd))
-			default:
-				res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(g.repl.copy), uintptr(fd), 0)
-				if e != 0 || res != 0 {
-					problems = append(problems, fmt.Sprintf("fd %d is not the planned %s replacement", fd, g.method))
-				}
+			jobs = append(jobs, job{g, fd})
+		}
+	}
+	fdProblems := make([]string, len(jobs))
+	check := func(i int) {
+		g, fd := jobs[i].g, jobs[i].fd
+		kcmpWith := func(c int) (uintptr, unix.Errno) {
+			res, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(self), uintptr(r.tid), kcmpFile, uintptr(c), uintptr(fd), 0)
+			return res, e
+		}
+		if g.method != MethodClose && g.repl != nil && g.repl.copy >= 0 {
+			if res, e := kcmpWith(g.repl.copy); e == 0 && res == 0 {
+				return // the replacement, so not the PTY
 			}
 		}
+		res, e := kcmpWith(r.copies[fd])
+		stillOld := e == 0 && res == 0
+		switch {
+		case g.method == MethodClose:
+			if e != unix.EBADF {
+				fdProblems[i] = fmt.Sprintf("fd %d is still open", fd)
+			}
+		case stillOld:
+			fdProblems[i] = fmt.Sprintf("fd %d still names the PTY", fd)
+		case g.repl == nil || g.repl.copy < 0:
+			fdProblems[i] = fmt.Sprintf("fd %d: no replacement to compare with", fd)
+		default:
+			fdProblems[i] = fmt.Sprintf("fd %d is not the planned %s replacement", fd, g.method)
+		}
+	}
+	workers := max(1, min(runtime.NumCPU(), len(jobs)/64))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(jobs); i += workers {
+				check(i)
+			}
+		}()
+	}
+	wg.Wait()
+	// Registrations by epoll fd and number, and each replacement's
+	// behaviour, looked up once: groups are many, replacements few.
+	type slotKey struct{ efd, tfd int }
+	afterBy := map[slotKey][]epollReg{}
+	for efd, regs := range after {
+		for _, e := range regs {
+			k := slotKey{efd, e.tfd}
+			afterBy[k] = append(afterBy[k], e)
+		}
+	}
+	behaviour := map[*replacement]string{}
+	next := 0
+	for _, g := range acted {
+		var problems []string
+		for range g.fds {
+			if p := fdProblems[next]; p != "" {
+				problems = append(problems, p)
+			}
+			next++
+		}
 		if g.repl != nil && g.repl.copy >= 0 {
-			if p := g.repl.misbehaves(); p != "" {
+			p, ok := behaviour[g.repl]
+			if !ok {
+				p = g.repl.misbehaves()
+				behaviour[g.repl] = p
+			}
+			if p != "" {
 				problems = append(problems, p)
 			}
 		}
@@ -424,8 +498,14 @@ func (r *run) verifyAfter(acted []*group) {
 		for _, want := range g.regs {
 			found, old := false, false
 			toff := 0
-			for _, e := range after[want.efd] {
-				if e.tfd != want.tfd {
+			for _, e := range afterBy[slotKey{want.efd, want.tfd}] {
+				if g.repl != nil && g.repl.copy >= 0 && g.repl.id.ino != 0 {
+					if (fileID{e.sdev, e.ino}) == g.repl.id && e.data == want.data && e.events&^epollWakeup == want.events&^epollWakeup {
+						found = true
+					} else {
+						old = true // the PTY, or anything else, still under this number
+					}
+					toff++
 					continue
 				}
 				if r.epollHas(r.copies[g.fds[0]], want.efd, e.tfd, toff) {

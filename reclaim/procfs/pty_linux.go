@@ -357,9 +357,11 @@ func (s *scanner) markWatched(pid, pdir int, epolls []int, fds []snapshot.PTYFD)
 // is the open file pid has at fd.
 func epollHas(pid, efd, tfd, fd int) bool {
 	slot := kcmpEpollSlot{efd: uint32(efd), tfd: uint32(tfd)}
-	r, err := Kcmp(pid, pid, kcmpEpollTFD, uintptr(fd), uintptr(unsafe.Pointer(&slot)))
-	runtime.KeepAlive(&slot)
-	return err == nil && r == 0
+	// Not through Kcmp: a pointer passed as a uintptr through a Go
+	// function may point at a stack copy that a stack growth left behind;
+	// only in the Syscall6 call itself is the conversion safe.
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(pid), kcmpEpollTFD, uintptr(fd), uintptr(unsafe.Pointer(&slot)), 0)
+	return errno == 0 && r == 0
 }
 
 // maybeBlocked probes whether a single-threaded, old enough process sleeps

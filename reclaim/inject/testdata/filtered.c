@@ -5,7 +5,8 @@
 //               0xfeed0000000000NN with NN the fd)
 //   -u N        N more masters, not registered
 //   -c CALL     the call to filter: openat dup3 close mmap munmap epoll_ctl
-//               pipe2 socketpair shutdown
+//               pipe2 socketpair shutdown, or mprotect-exec (mprotect
+//               adding PROT_EXEC, as systemd's MemoryDenyWriteExecute filters)
 //   -a ACTION   trap (a SIGSYS handler counts), kill (RET_KILL_THREAD),
 //               errno (EPERM), notif (a supervisor process answers after
 //               30 s), notif-killable (the supervisor takes the call and
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -162,7 +164,8 @@ static void supervise(int listener, int answer) {
 }
 
 static void install(const char *call, const char *action) {
-	int nr = nr_of(call);
+	int exec_only = strcmp(call, "mprotect-exec") == 0;
+	int nr = exec_only ? SYS_mprotect : nr_of(call);
 	unsigned int ret = SECCOMP_RET_ALLOW;
 	unsigned long flags = 0;
 	int notif = 0, answer = 1;
@@ -189,7 +192,19 @@ static void install(const char *call, const char *action) {
 	    BPF_STMT(BPF_RET | BPF_K, ret),
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
+	struct sock_filter g[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH, 0, 5),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 0, 3),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+	    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, ret),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
 	struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+	if (exec_only)
+		prog = (struct sock_fprog){.len = sizeof g / sizeof g[0], .filter = g};
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
 		perror("no_new_privs");
 		exit(1);
