@@ -113,7 +113,7 @@ def gdb(n):
     # dies or keeps its masters. Say so, and still print ptyreclaim's rows.
     if p.poll() is not None:
         gdb_failed.append(f"the target died under gdb (status {p.returncode}): {g.stderr.strip().splitlines()[-1:]}")
-        continue
+        return None
     gap = ask(p, "gap")
     left = ask(p, "fds")
     dropped = before_nr - pty_nr()
@@ -126,12 +126,15 @@ def med(rs, k):
     return statistics.median(r[k] for r in rs)
 
 rows = {}
+gdb_failed = []
 for n in sizes:
     for build in builds:
         for mode in ("unwatched", "watched", "watched-quiet"):
             rows[(n, build, mode)] = [release(build, n, mode) for _ in range(runs)]
     if n in gdbsizes:
-        rows[(n, "gdb", "unwatched")] = [gdb(n) for _ in range(runs)]
+        rs = [r for r in (gdb(n) for _ in range(runs)) if r]
+        if rs:
+            rows[(n, "gdb", "unwatched")] = rs
 
 print(f"{threads} busy threads + heartbeat thread, {runs} runs each (medians); before = {before or '-'}")
 print(f"{'fds':>5} {'build':7} {'mode':10} {'total ms':>9} {'heartbeat gap ms':>17} {'frozen ms':>10}  crash-safe  PTYs freed / masters left")
@@ -145,7 +148,12 @@ for build in builds:
         a, b = rows[(lo, build, mode)], rows[(hi, build, mode)]
         print(f"{build:6} {mode:9}: freeze {hi} fds / {lo} fds = {med(b,'gap')/med(a,'gap'):.1f}x (heartbeat), "
               f"{med(b,'frozen')/med(a,'frozen'):.1f}x (frozen)   (goal <= 2x)")
+if gdb_failed:
+    print(f"gdb failed in {len(gdb_failed)} run(s), first: {gdb_failed[0]}")
 for n in sorted(gdbsizes & set(sizes)):
+    if (n, "gdb", "unwatched") not in rows:
+        print(f"no gdb figure at {n} fds: no gdb run succeeded")
+        continue
     g = med(rows[(n, "gdb", "unwatched")], "total")
     for build in builds:
         print(f"{build:6}: gdb / ptyreclaim total time at {n} fds = {g/med(rows[(n, build, 'unwatched')], 'total'):.0f}x unwatched, "
