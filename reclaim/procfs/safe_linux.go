@@ -275,26 +275,36 @@ func SideOf(fi FDInfo) snapshot.Side {
 // a PTY (see Mounts.Prove; fdinfo tells the side), for callers outside a
 // scan: the injector, before it takes a reference copy.
 func ProveFD(pid, fd int) (FDProof, error) {
-	pdir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fi, c, t, err := fdFacts(pid, fd)
 	if err != nil {
 		return FDProof{}, err
+	}
+	return c.Prove(t, fi, SideOf(fi))
+}
+
+// fdFacts reads pid's fd's fdinfo and the mount table pid sees: the
+// kernel-only facts every proof starts from.
+func fdFacts(pid, fd int) (FDInfo, *Mounts, *MountTable, error) {
+	pdir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return FDInfo{}, nil, nil, err
 	}
 	defer unix.Close(pdir)
 	buf := make([]byte, 8192)
 	b, err := readFileAt(pdir, "fdinfo/"+strconv.Itoa(fd), buf)
 	if err != nil {
-		return FDProof{}, err
+		return FDInfo{}, nil, nil, err
 	}
 	fi, err := ParseFDInfo(b)
 	if err != nil {
-		return FDProof{}, err
+		return FDInfo{}, nil, nil, err
 	}
 	c := NewMounts()
 	t, err := c.Of(pdir, buf)
 	if err != nil {
-		return FDProof{}, err
+		return FDInfo{}, nil, nil, err
 	}
-	return c.Prove(t, fi, SideOf(fi))
+	return fi, c, t, nil
 }
 
 // ProveDevNull proves from kernel-only facts, before anything copies or
@@ -304,22 +314,7 @@ func ProveFD(pid, fd int) (FDProof, error) {
 // nothing: a FUSE file bind-mounted on /dev/null reads "/dev/null" too, and
 // closing a copy of it waits on the user's server.
 func ProveDevNull(pid, fd int) (Mount, error) {
-	pdir, err := unix.Open("/proc/"+strconv.Itoa(pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return Mount{}, err
-	}
-	defer unix.Close(pdir)
-	buf := make([]byte, 8192)
-	b, err := readFileAt(pdir, "fdinfo/"+strconv.Itoa(fd), buf)
-	if err != nil {
-		return Mount{}, err
-	}
-	fi, err := ParseFDInfo(b)
-	if err != nil {
-		return Mount{}, err
-	}
-	c := NewMounts()
-	t, err := c.Of(pdir, buf)
+	fi, c, t, err := fdFacts(pid, fd)
 	if err != nil {
 		return Mount{}, err
 	}
